@@ -15,11 +15,9 @@ from math import erfc as math_erfc
 import numba
 import numpy as np
 
-_JIT = {"cache": True, "nogil": True, "fastmath": False}
 
-
-@numba.njit(**_JIT)
-def block_background(frame, mask, block, clip_sigma, gain):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, nogil=True)
+def block_background(frame, mask, block, clip_sigma, gain):
     """Per-tile background mean (two passes, spots left out) and unmasked pixel count.
 
     Every second row is sampled: a 16 x 16 tile still gives 128 pixels, and the scan
@@ -74,8 +72,8 @@ def block_background(frame, mask, block, clip_sigma, gain):  # type: ignore[no-u
     return mean, count
 
 
-@numba.njit(**_JIT)
-def poisson_threshold(mean, gain, p_false, min_count):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, nogil=True)
+def poisson_threshold(mean, gain, p_false, min_count):
     """Smallest count k with P(X >= k) < p_false for X ~ Poisson(mean / gain), in counts;
     a Gaussian tail (~2.6 sigma for p_false = 0.005) above a mean of 50 photons."""
     lam = mean / gain
@@ -93,8 +91,8 @@ def poisson_threshold(mean, gain, p_false, min_count):  # type: ignore[no-untype
     return max(gain * (k + 0.5), min_count - 0.5)
 
 
-@numba.njit(**_JIT)
-def _erfcinv(y):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, nogil=True)
+def _erfcinv(y):
     """Inverse complementary error function by Newton steps (enough for a threshold)."""
     x = 2.0
     for _ in range(60):
@@ -103,16 +101,16 @@ def _erfcinv(y):  # type: ignore[no-untyped-def]
     return x
 
 
-@numba.njit(**_JIT)
-def _find_root(parent, i):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, nogil=True)
+def _find_root(parent, i):
     while parent[i] != i:
         parent[i] = parent[parent[i]]
         i = parent[i]
     return i
 
 
-@numba.njit(**_JIT)
-def _union(parent, a, b):  # type: ignore[no-untyped-def]
+@numba.njit(cache=True, nogil=True)
+def _union(parent, a, b):
     ra = _find_root(parent, a)
     rb = _find_root(parent, b)
     if ra != rb:
@@ -122,10 +120,10 @@ def _union(parent, a, b):  # type: ignore[no-untyped-def]
             parent[ra] = rb
 
 
-@numba.njit(**_JIT)
+@numba.njit(cache=True, nogil=True)
 def connected_spots(
     frame, mask, background, block, p_false, min_count, gain, saturation, max_strong
-):  # type: ignore[no-untyped-def]
+):
     """Strong pixels joined into spots. Returns per-spot arrays
     (n_pixels, sum_counts, sum_background, x_centroid, y_centroid, peak, saturated)
     and the number of strong pixels (capped at ``max_strong``: then ``overflow`` is True)."""

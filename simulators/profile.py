@@ -68,6 +68,7 @@ class SampleChangerTiming:
     unload_s: float
     exchange_s: float
     load_timeout_s: float
+    reset_s: float
     supports_exchange: bool
     supports_prefetch: bool
 

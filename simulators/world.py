@@ -112,3 +112,14 @@ class SampleWorld:
     @property
     def mounted_pin(self) -> Pin | None:
         return self.pins.get(self.mounted) if self.mounted else None
+
+    def describe(self) -> dict[str, object]:
+        """Counts of what the dewar holds, for `bes sim info` (no per-crystal truth)."""
+        present = [p for p in self.pins.values() if p.present]
+        return {
+            "seed": self.seed,
+            "places": len(self.pins),
+            "pins": len(present),
+            "with crystals": sum(1 for p in present if p.crystals),
+            "mounted": str(self.mounted) if self.mounted else None,
+        }

@@ -13,9 +13,7 @@ from bes.hal import Beamline
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--run-slow", action="store_true", help="also run long soak runs marked slow"
-    )
+    parser.addoption("--run-slow", action="store_true", help="also run long soak runs marked slow")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

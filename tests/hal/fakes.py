@@ -37,14 +37,54 @@ class FakeDevice:
         raise AttributeError(item)
 
 
-_METHODS = (
-    "read positions limits speed move move_many wait rotate raster move_to_beam stop "
-    "geometry roi_modes roi_mode set_roi_mode max_frame_rate_hz move_distance arm trigger "
-    "frames_written paths state mounted supports_exchange inventory load unload exchange reset "
-    "energy_kev set_energy wavelength_a transmission set_transmission flux_ph_s full_flux_ph_s "
-    "beam_size_um apertures_um set_aperture available is_open open close pixel_size_um "
-    "beam_position_px snapshot"
-).split()
+_METHODS = [
+    "read",
+    "positions",
+    "limits",
+    "speed",
+    "move",
+    "move_many",
+    "wait",
+    "rotate",
+    "raster",
+    "move_to_beam",
+    "stop",
+    "geometry",
+    "roi_modes",
+    "roi_mode",
+    "set_roi_mode",
+    "max_frame_rate_hz",
+    "move_distance",
+    "arm",
+    "trigger",
+    "frames_written",
+    "paths",
+    "state",
+    "mounted",
+    "supports_exchange",
+    "inventory",
+    "load",
+    "unload",
+    "exchange",
+    "reset",
+    "energy_kev",
+    "set_energy",
+    "wavelength_a",
+    "transmission",
+    "set_transmission",
+    "flux_ph_s",
+    "full_flux_ph_s",
+    "beam_size_um",
+    "apertures_um",
+    "set_aperture",
+    "available",
+    "is_open",
+    "open",
+    "close",
+    "pixel_size_um",
+    "beam_position_px",
+    "snapshot",
+]
 for _name in _METHODS:
     setattr(FakeDevice, _name, lambda self, *a, **k: None)
 

@@ -51,7 +51,7 @@ def test_missing_role_is_named() -> None:
 
 def test_component_not_implementing_its_protocol_is_refused() -> None:
     cfg = config(detector={"factory": "tests.hal.fakes:NotADetector"})
-    with pytest.raises(BeamlineConfigError, match="'detector' .*Detector protocol"):
+    with pytest.raises(BeamlineConfigError, match=r"'detector' .*Detector protocol"):
         Beamline.from_dict(cfg)
 
 
@@ -69,17 +69,15 @@ def test_bad_factory_reference_is_explained(factory: str, message: str) -> None:
 
 
 def test_unknown_reference_and_cycles_are_reported() -> None:
-    with pytest.raises(BeamlineConfigError, match="unknown component 'nowhere'.*goniometer"):
+    with pytest.raises(BeamlineConfigError, match=r"unknown component 'nowhere'.*goniometer"):
         Beamline.from_dict(config(goniometer={"factory": FAKE, "x": "@nowhere"}))
-    cyclic = config(
-        a={"factory": FAKE, "other": "@b"}, b={"factory": FAKE, "other": "@a"}
-    )
+    cyclic = config(a={"factory": FAKE, "other": "@b"}, b={"factory": FAKE, "other": "@a"})
     with pytest.raises(BeamlineConfigError, match="cycle: a -> b -> a"):
         Beamline.from_dict(cyclic)
 
 
 def test_factory_rejecting_arguments_names_the_component() -> None:
-    with pytest.raises(BeamlineConfigError, match="'clock'.*unexpected keyword"):
+    with pytest.raises(BeamlineConfigError, match=r"'clock'.*unexpected keyword"):
         Beamline.from_dict(config(clock={"factory": "tests.hal.fakes:FakeClock", "bogus": 1}))
 
 

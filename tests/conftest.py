@@ -41,5 +41,4 @@ def make_sim_beamline(**overrides: dict[str, Any]) -> Beamline:
 @pytest.fixture
 def sim_beamline() -> Iterator[Beamline]:
     """A fresh simulated beamline (seed 1 world, instant clock) for one test."""
-    pytest.importorskip("simulators.detector", reason="simulated detector not built yet")
     yield make_sim_beamline()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -42,10 +40,6 @@ def test_config_builds_every_simulated_device_with_a_stand_in_detector() -> None
         assert isinstance(getattr(beamline, role).describe(), dict)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("simulators.detector") is None,
-    reason="simulators/detector.py is not written yet (the detector is built separately)",
-)
 def test_full_simulated_beamline_from_the_embedded_config() -> None:
     beamline = Beamline.from_config(SIMULATED_BEAMLINE)
     exercise(beamline)

@@ -51,13 +51,20 @@ def _sim_info(args: argparse.Namespace) -> int:
     console = Console()
     beamline = build_beamline(args)
     console.print(f"[bold]Beamline {beamline.name}[/bold]  (config {beamline.config_path})")
-    devices = Table(title="Devices", show_lines=False)
+    devices = Table(title="Devices")
     devices.add_column("role")
     devices.add_column("implementation")
-    devices.add_column("state")
+    devices.add_column("setting")
+    devices.add_column("value")
     for role, device in beamline.devices().items():
         kind = type(device)
-        devices.add_row(role, f"{kind.__module__}.{kind.__qualname__}", _describe(device))
+        implementation = f"{kind.__module__}.{kind.__qualname__}"
+        rows = _settings(device)
+        if not rows:
+            devices.add_row(role, implementation, "", "")
+        for i, (key, value) in enumerate(rows):
+            devices.add_row(role if i == 0 else "", implementation if i == 0 else "", key, value)
+        devices.add_section()
     console.print(devices)
     for name, component in beamline.extras.items():
         description = component.describe() if hasattr(component, "describe") else None
@@ -68,9 +75,15 @@ def _sim_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _describe(device: object) -> str:
+def _settings(device: object) -> list[tuple[str, str]]:
+    """(setting, value) rows from a device's optional ``describe()``."""
     describe = getattr(device, "describe", None)
-    return _format(describe()) if callable(describe) else ""
+    if not callable(describe):
+        return []
+    description = describe()
+    if not isinstance(description, dict):
+        return [("state", _format(description))]
+    return [(str(key), _format(value)) for key, value in description.items()]
 
 
 def _format(value: Any) -> str:
@@ -78,6 +91,8 @@ def _format(value: Any) -> str:
         return ", ".join(f"{k}={_format(v)}" for k, v in value.items())
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, tuple | list):
+        return "(" + ", ".join(_format(v) for v in value) + ")"
     return str(value)
 
 
@@ -114,13 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_registrars() -> list[Callable[[Any], None]]:
     """Subcommands of the other areas (engine, record, queue, LIMS, ...)."""
-    registrars: list[Callable[[Any], None]] = []
-    try:
-        from bes.engine.cli import add_workflows_commands
-    except ImportError:  # the engine is optional while it is being built
-        pass
-    else:
-        registrars.append(add_workflows_commands)
+    from bes.engine.cli import add_workflows_commands
+
+    registrars: list[Callable[[Any], None]] = [add_workflows_commands]
     return registrars
 
 

@@ -1,8 +1,10 @@
 """Compiled inner loops of the spot finder (numba, GIL released so frames run in threads).
 
-Background is the mean of each ``block x block`` tile over unmasked pixels, taken twice:
-the second pass leaves out pixels far above the first mean (spots). A pixel is strong
-when a Poisson count of its tile's mean would reach it with probability < ``p_false``
+Background is the mean of each polar cell (a shell of radius around the beam centre cut
+into azimuthal sectors) over unmasked pixels, taken twice: the second pass leaves out
+pixels far above the first mean (spots). Polar cells follow the radially symmetric
+background (air and solvent scatter, ice rings) that square tiles would smear. A pixel is strong
+when a Poisson count of its cell's mean would reach it with probability < ``p_false``
 (and it has at least ``min_count``).
 Strong pixels are joined into 8-connected spots in the same scan (union-find over
 two row buffers), so no full-size label image is ever made.
@@ -17,58 +19,40 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def block_background(frame, mask, block, clip_sigma, gain):
-    """Per-tile background mean (two passes, spots left out) and unmasked pixel count.
+def cell_background(frame, cells, n_cells, clip_sigma, gain):
+    """Background mean of each polar cell (two passes, spots left out) and its pixel count.
 
-    Every second row is sampled: a 16 x 16 tile still gives 128 pixels, and the scan
-    costs half as much."""
+    ``cells`` gives every pixel's cell (-1: masked). Every second row is sampled: cells
+    keep tens of pixels and the scan costs half as much."""
     rows, cols = frame.shape
-    nby = (rows + block - 1) // block
-    nbx = (cols + block - 1) // block
-    total = np.zeros((nby, nbx))
-    count = np.zeros((nby, nbx))
-    for br in range(nby):
-        r1 = min(rows, (br + 1) * block)
-        for r in range(br * block, r1, 2):
-            for bc in range(nbx):
-                c1 = min(cols, (bc + 1) * block)
-                s = 0.0
-                n = 0
-                for c in range(bc * block, c1):
-                    m = mask[r, c]
-                    s += frame[r, c] * m
-                    n += m
-                total[br, bc] += s
-                count[br, bc] += n
-    limit = np.zeros((nby, nbx))
-    first = np.zeros((nby, nbx))
-    for br in range(nby):
-        for bc in range(nbx):
-            if count[br, bc] > 0:
-                first[br, bc] = total[br, bc] / count[br, bc]
-            limit[br, bc] = first[br, bc] + clip_sigma * np.sqrt(gain * first[br, bc]) + 1.0
-    kept_total = np.zeros((nby, nbx))
-    kept = np.zeros((nby, nbx))
-    for br in range(nby):
-        r1 = min(rows, (br + 1) * block)
-        for r in range(br * block, r1, 2):
-            for bc in range(nbx):
-                c1 = min(cols, (bc + 1) * block)
-                lim = limit[br, bc]
-                s = 0.0
-                n = 0
-                for c in range(bc * block, c1):
-                    v = frame[r, c]
-                    keep = mask[r, c] and v <= lim
-                    s += v * keep
-                    n += keep
-                kept_total[br, bc] += s
-                kept[br, bc] += n
+    total = np.zeros(n_cells)
+    count = np.zeros(n_cells)
+    for r in range(0, rows, 2):
+        for c in range(cols):
+            k = cells[r, c]
+            if k >= 0:
+                total[k] += frame[r, c]
+                count[k] += 1
+    limit = np.empty(n_cells)
+    first = np.zeros(n_cells)
+    for k in range(n_cells):
+        if count[k] > 0:
+            first[k] = total[k] / count[k]
+        limit[k] = first[k] + clip_sigma * np.sqrt(gain * first[k]) + 1.0
+    kept_total = np.zeros(n_cells)
+    kept = np.zeros(n_cells)
+    for r in range(0, rows, 2):
+        for c in range(cols):
+            k = cells[r, c]
+            if k >= 0:
+                v = frame[r, c]
+                if v <= limit[k]:
+                    kept_total[k] += v
+                    kept[k] += 1
     mean = first.copy()
-    for br in range(nby):
-        for bc in range(nbx):
-            if kept[br, bc] > 0:
-                mean[br, bc] = kept_total[br, bc] / kept[br, bc]
+    for k in range(n_cells):
+        if kept[k] > 0:
+            mean[k] = kept_total[k] / kept[k]
     return mean, count
 
 
@@ -121,19 +105,17 @@ def _union(parent, a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def connected_spots(
-    frame, mask, background, block, p_false, min_count, gain, saturation, max_strong
-):
+def connected_spots(frame, cells, background, p_false, min_count, gain, saturation, max_strong):
     """Strong pixels joined into spots. Returns per-spot arrays
     (n_pixels, sum_counts, sum_background, x_centroid, y_centroid, peak, saturated)
     and the number of strong pixels (capped at ``max_strong``: then ``overflow`` is True)."""
     rows, cols = frame.shape
-    nby, nbx = background.shape
-    threshold = np.empty((nby, nbx), np.int64)  # strong when count > threshold
-    for br in range(nby):
-        for bc in range(nbx):
-            t = poisson_threshold(background[br, bc], gain, p_false, min_count)
-            threshold[br, bc] = np.int64(np.floor(t))
+    n_cells = background.shape[0]
+    threshold = np.empty(n_cells, np.int64)  # strong when count > threshold
+    for k in range(n_cells):
+        threshold[k] = np.int64(
+            np.floor(poisson_threshold(background[k], gain, p_false, min_count))
+        )
     px_r = np.empty(max_strong, np.int32)
     px_c = np.empty(max_strong, np.int32)
     px_v = np.empty(max_strong, np.float64)
@@ -148,35 +130,32 @@ def connected_spots(
     n = 0
     overflow = False
     for r in range(rows):
-        br = r // block
-        for bc in range(nbx):
-            t = threshold[br, bc]
-            c1 = min(cols, (bc + 1) * block)
-            for c in range(bc * block, c1):
-                v = frame[r, c]
-                if v <= t or not mask[r, c]:
-                    continue
-                if n >= max_strong:
-                    overflow = True
-                    break
-                px_r[n] = r
-                px_c[n] = c
-                px_v[n] = v
-                px_b[n] = background[br, bc]
-                parent[n] = n
-                k = c + 1  # row buffers are shifted by one so c - 1 and c + 1 stay in range
-                if cur_row[k - 1] >= 0:
-                    _union(parent, n, cur_row[k - 1])
-                for dk in (-1, 0, 1):
-                    j = prev_row[k + dk]
-                    if j >= 0:
-                        _union(parent, n, j)
-                cur_row[k] = n
-                cur_set[n_cur] = k
-                n_cur += 1
-                n += 1
-            if overflow:
+        for c in range(cols):
+            k = cells[r, c]
+            if k < 0:
+                continue
+            v = frame[r, c]
+            if v <= threshold[k]:
+                continue
+            if n >= max_strong:
+                overflow = True
                 break
+            px_r[n] = r
+            px_c[n] = c
+            px_v[n] = v
+            px_b[n] = background[k]
+            parent[n] = n
+            j = c + 1  # row buffers are shifted by one so c - 1 and c + 1 stay in range
+            if cur_row[j - 1] >= 0:
+                _union(parent, n, cur_row[j - 1])
+            for dj in (-1, 0, 1):
+                q = prev_row[j + dj]
+                if q >= 0:
+                    _union(parent, n, q)
+            cur_row[j] = n
+            cur_set[n_cur] = j
+            n_cur += 1
+            n += 1
         if overflow:
             break
         for i in range(n_prev):

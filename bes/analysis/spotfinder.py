@@ -22,7 +22,10 @@ ICE_RING_D_A: tuple[float, ...] = (3.897, 3.669, 3.441, 2.671, 2.249, 2.072, 1.9
 
 @dataclass(frozen=True)
 class SpotFinderParams:
-    block_px: int = 16
+    shell_px: float = 2.0
+    """Radial width of a background cell, in pixels."""
+    max_sectors: int = 24
+    """Azimuthal sectors per shell far from the beam (fewer near it: >= ~40 pixels a cell)."""
     p_false: float = 0.005
     """Chance that a background pixel passes as strong (Poisson tail; ~2.6 sigma)."""
     min_count: int = 2
@@ -32,10 +35,16 @@ class SpotFinderParams:
     gain: float = 1.0
     d_max_a: float = 40.0
     """Spots at lower resolution than this (beam stop, air) are not Bragg candidates."""
-    ice_half_width_inv_a2: float = 0.0025
+    ice_half_width_inv_a2: float = 0.004
     """Half width, in 1/d^2, of the shell around an ice ring whose spots are left out."""
-    ice_excess: float = 0.25
-    """A ring counts as ice when its shell's background is this much above its neighbours'."""
+    ice_excess: float = 0.1
+    """A ring counts as ice when its shell's background is this much above its neighbours'..."""
+    ice_spot_excess: float = 4.0
+    ice_min_spots: int = 5
+    """... or when it holds at least this many spots and ice_spot_excess times the density
+    of the shells around it."""
+    min_cell_pixels: int = 16
+    """Background cells with fewer sampled pixels use their whole shell's mean."""
     max_strong_pixels: int = 400_000
     isigma_cap: float = 50.0
     """Per-spot cap on I/sigma in the score, so one salt spot cannot outweigh a crystal."""
@@ -97,26 +106,23 @@ class SpotFinder:
             )
         self.mask = np.ascontiguousarray(mask, dtype=bool)
         self.saturation = float(saturation)
-        block = self.params.block_px
-        rows, cols = geometry.shape
-        centres_y = (np.arange((rows + block - 1) // block) + 0.5) * block
-        centres_x = (np.arange((cols + block - 1) // block) + 0.5) * block
-        d_blocks = geometry.d_spacing(centres_x[None, :], centres_y[:, None])
-        self._block_inv_d2 = 1.0 / np.square(d_blocks)
+        self._cells, self._n_cells, self._cell_inv_d2, self._cell_shell = polar_cells(
+            geometry, self.mask, self.params.shell_px, self.params.max_sectors
+        )
 
     def find(self, frame: np.ndarray, keep_spots: bool = False) -> FrameSpots:
         if frame.shape != self.geometry.shape:
             raise ValueError(f"frame shape {frame.shape} differs from {self.geometry.shape}")
         p = self.params
         image = np.ascontiguousarray(frame)
-        background, counts = spot_kernels.block_background(
-            image, self.mask, p.block_px, 5.0, p.gain
+        background, counts = spot_kernels.cell_background(
+            image, self._cells, self._n_cells, 5.0, p.gain
         )
+        background = self._steady(background, counts)
         npix, total, bg, x, y, peak, saturated, n_strong, overflow = spot_kernels.connected_spots(
             image,
-            self.mask,
+            self._cells,
             background,
-            p.block_px,
             p.p_false,
             p.min_count,
             p.gain,
@@ -128,9 +134,9 @@ class SpotFinder:
         isigma = net / sigma
         spot = (npix >= p.min_pixels) & (isigma >= p.min_spot_isigma)
         d = self.geometry.d_spacing(x, y)
-        ice = self._ice_rings(background, counts)
-        on_ice = np.zeros(len(d), dtype=bool)
         inv_d2 = 1.0 / np.square(d)
+        ice = self._ice_rings(background, counts, inv_d2[spot])
+        on_ice = np.zeros(len(d), dtype=bool)
         for ring in ice:
             on_ice |= np.abs(inv_d2 - 1.0 / ring**2) <= p.ice_half_width_inv_a2
         good = spot & ~on_ice & (d <= p.d_max_a) & (npix <= p.max_pixels)
@@ -163,27 +169,74 @@ class SpotFinder:
             spots=result_spots,
         )
 
-    def _ice_rings(self, background: np.ndarray, counts: np.ndarray) -> tuple[float, ...]:
-        """Ice rings seen as shells whose tile background stands above their neighbours'."""
+    def _steady(self, background: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Cells with too few sampled pixels (detector corners, gaps) take their shell's mean."""
+        shell = self._cell_shell
+        weight = np.bincount(shell, weights=counts)
+        shell_mean = np.bincount(shell, weights=background * counts) / np.maximum(weight, 1)
+        return np.where(counts >= self.params.min_cell_pixels, background, shell_mean[shell])
+
+    def _ice_rings(
+        self, background: np.ndarray, counts: np.ndarray, spot_inv_d2: np.ndarray
+    ) -> tuple[float, ...]:
+        """Ice rings: shells at ice d-spacings whose background stands above the shells
+        around them, or that hold far more spots than the same width around them."""
         p = self.params
         valid = counts > 0
-        inv_d2 = self._block_inv_d2[valid]
+        inv_d2 = self._cell_inv_d2[valid]
         level = background[valid]
         found = []
         for ring in ICE_RING_D_A:
             centre = 1.0 / ring**2
-            inside = np.abs(inv_d2 - centre) <= p.ice_half_width_inv_a2
-            near = (np.abs(inv_d2 - centre) > 2 * p.ice_half_width_inv_a2) & (
-                np.abs(inv_d2 - centre) <= 5 * p.ice_half_width_inv_a2
+            distance = np.abs(inv_d2 - centre)
+            inside = distance <= p.ice_half_width_inv_a2
+            near = (distance > 2 * p.ice_half_width_inv_a2) & (
+                distance <= 5 * p.ice_half_width_inv_a2
             )
             if inside.sum() < 4 or near.sum() < 4:
                 continue
             ring_level = float(np.median(level[inside]))
             near_level = float(np.median(level[near]))
-            noise = np.sqrt(max(near_level, 1e-3) / (p.block_px**2))
-            if ring_level > near_level * (1.0 + p.ice_excess) + 5 * noise:
+            spot_distance = np.abs(spot_inv_d2 - centre)
+            in_ring = int((spot_distance <= p.ice_half_width_inv_a2).sum())
+            around = int(
+                (
+                    (spot_distance > 2 * p.ice_half_width_inv_a2)
+                    & (spot_distance <= 5 * p.ice_half_width_inv_a2)
+                ).sum()
+            )
+            # the "around" band is three times as wide as the ring band
+            crowded = in_ring >= p.ice_min_spots and in_ring > p.ice_spot_excess * around / 3.0
+            if ring_level > near_level * (1.0 + p.ice_excess) or crowded:
                 found.append(ring)
         return tuple(found)
+
+
+def polar_cells(
+    geometry: DiffractionGeometry, mask: np.ndarray, shell_px: float, max_sectors: int
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+    """Cell index of every pixel (-1 where masked): shells of ``shell_px`` around the beam
+    centre, cut into up to ``max_sectors`` sectors (fewer near the centre, so that a cell
+    keeps about 40 pixels). Also each cell's 1/d^2 and shell number."""
+    rows, cols = geometry.shape
+    y, x = np.mgrid[0:rows, 0:cols]
+    dx = x + 0.5 - geometry.beam_centre_px[0]
+    dy = y + 0.5 - geometry.beam_centre_px[1]
+    radius = np.hypot(dx, dy)
+    shell = (radius / shell_px).astype(np.int64)
+    n_shells = int(shell.max()) + 1
+    mid_radius = (np.arange(n_shells) + 0.5) * shell_px
+    sectors = np.clip((2 * np.pi * mid_radius * shell_px / 40.0).astype(np.int64), 1, max_sectors)
+    angle = (np.arctan2(dy, dx) + np.pi) / (2 * np.pi)  # 0..1
+    sector = np.minimum((angle * sectors[shell]).astype(np.int64), sectors[shell] - 1)
+    first_cell = np.concatenate([[0], np.cumsum(sectors)[:-1]])
+    cells = (first_cell[shell] + sector).astype(np.int32)
+    cells[~mask] = -1
+    n_cells = int(sectors.sum())
+    cell_shell = np.repeat(np.arange(n_shells), sectors)
+    d_mid = geometry.d_spacing(geometry.beam_centre_px[0] + mid_radius, geometry.beam_centre_px[1])
+    inv_d2 = np.where(np.isfinite(d_mid), 1.0 / np.square(d_mid), 0.0)
+    return np.ascontiguousarray(cells), n_cells, inv_d2[cell_shell], cell_shell
 
 
 def outer_resolution(d_a: np.ndarray, min_spots: int = 5, quantile: float = 0.95) -> float | None:

@@ -1,0 +1,101 @@
+"""NXmx (Eiger-style) HDF5 series: master file with external links to data files.
+
+Data files appear one by one while the detector writes (each is complete when it
+appears); the reader follows them and reads per-frame omega and the geometry from
+the master."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  registers the compression filters h5py needs
+import numpy as np
+
+from bes.analysis.diffraction_geometry import DiffractionGeometry
+from bes.frames.source import Frame, follow
+
+
+class NxmxSeries:
+    def __init__(self, master: str | Path) -> None:
+        self.master = Path(master)
+        if not self.master.exists():
+            raise FileNotFoundError(f"NXmx master file {self.master} does not exist")
+        with h5py.File(self.master, "r") as f:
+            det = f["/entry/instrument/detector"]
+            spec = det["detectorSpecific"]
+            rows = int(spec["y_pixels_in_detector"][()])
+            cols = int(spec["x_pixels_in_detector"][()])
+            self.n_frames = int(spec["nimages"][()])
+            self.frames_per_file = int(spec["nframes_per_data_file"][()])
+            self.geometry = DiffractionGeometry(
+                shape=(rows, cols),
+                pixel_size_mm=_in_mm(det["x_pixel_size"]),
+                distance_mm=_in_mm(det["distance"]),
+                beam_centre_px=(float(det["beam_center_x"][()]), float(det["beam_center_y"][()])),
+                wavelength_a=float(f["/entry/instrument/beam/incident_wavelength"][()]),
+            )
+            self.mask = np.asarray(det["pixel_mask"][()]) == 0
+            self.saturation = float(det["saturation_value"][()])
+            self.exposure_s = float(det["count_time"][()])
+            self.omega_deg = np.asarray(f["/entry/sample/goniometer/omega"][()], dtype=float)
+            data = f["/entry/data"]
+            self._data_files = [
+                self.master.parent / data.get(name, getlink=True).filename
+                for name in sorted(data)
+                if isinstance(data.get(name, getlink=True), h5py.ExternalLink)
+            ]
+        self._block_number: int | None = None
+        self._block = np.empty((0,))
+
+    def available(self) -> int:
+        """Frames readable now: those in the data files that exist (each is complete)."""
+        count = 0
+        for path in self._data_files:
+            if not path.exists():
+                break
+            count += self.frames_per_file
+        return min(count, self.n_frames)
+
+    def read(self, index: int) -> Frame:
+        """Frame ``index``; its data file is read whole once and kept for the next frames."""
+        if not 0 <= index < self.n_frames:
+            raise IndexError(f"frame {index} outside 0..{self.n_frames - 1} of {self.master}")
+        number, offset = divmod(index, self.frames_per_file)
+        if self._block_number != number:
+            with h5py.File(self._data_files[number], "r") as f:
+                self._block = f["/entry/data/data"][()]
+            self._block_number = number
+        omega = float(self.omega_deg[index]) if index < len(self.omega_deg) else float("nan")
+        return Frame(index=index, image=self._block[offset], omega_deg=omega)
+
+    def frames(
+        self,
+        start: int = 0,
+        stall_timeout_s: float = 30.0,
+        poll_s: float = 0.02,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Frame]:
+        """Frames in order as their data files appear."""
+        yield from follow(
+            self.available,
+            self.read,
+            self.n_frames,
+            start,
+            stall_timeout_s,
+            poll_s,
+            stop,
+            str(self.master),
+        )
+
+
+def _in_mm(dataset: h5py.Dataset) -> float:
+    value = float(dataset[()])
+    units = dataset.attrs.get("units", "m")
+    units = units.decode() if isinstance(units, bytes) else str(units)
+    scale = {"m": 1e3, "mm": 1.0, "um": 1e-3, "microns": 1e-3}.get(units)
+    if scale is None:
+        raise ValueError(f"{dataset.name}: unknown length unit {units!r}")
+    return value * scale

@@ -190,13 +190,16 @@ class SpotFinder:
             centre = 1.0 / ring**2
             distance = np.abs(inv_d2 - centre)
             inside = distance <= p.ice_half_width_inv_a2
-            near = (distance > 2 * p.ice_half_width_inv_a2) & (
+            band = (distance > 2 * p.ice_half_width_inv_a2) & (
                 distance <= 5 * p.ice_half_width_inv_a2
             )
-            if inside.sum() < 4 or near.sum() < 4:
+            inner = band & (inv_d2 < centre)
+            outer = band & (inv_d2 > centre)
+            if inside.sum() < 4 or inner.sum() < 4 or outer.sum() < 4:
                 continue
             ring_level = float(np.median(level[inside]))
-            near_level = float(np.median(level[near]))
+            # above both sides: a ring on the slope of the solvent ring is not ice
+            near_level = max(float(np.median(level[inner])), float(np.median(level[outer])))
             spot_distance = np.abs(spot_inv_d2 - centre)
             in_ring = int((spot_distance <= p.ice_half_width_inv_a2).sum())
             around = int(

@@ -47,8 +47,8 @@ class NxmxSeries:
                 for name in sorted(data)
                 if isinstance(data.get(name, getlink=True), h5py.ExternalLink)
             ]
-        self._block_number: int | None = None
-        self._block = np.empty((0,))
+        self._open_number: int | None = None
+        self._open_file: h5py.File | None = None
 
     def available(self) -> int:
         """Frames readable now: those in the data files that exist (each is complete)."""
@@ -60,16 +60,25 @@ class NxmxSeries:
         return min(count, self.n_frames)
 
     def read(self, index: int) -> Frame:
-        """Frame ``index``; its data file is read whole once and kept for the next frames."""
+        """Frame ``index`` (one chunk read); the data file stays open for the next frames."""
         if not 0 <= index < self.n_frames:
             raise IndexError(f"frame {index} outside 0..{self.n_frames - 1} of {self.master}")
         number, offset = divmod(index, self.frames_per_file)
-        if self._block_number != number:
-            with h5py.File(self._data_files[number], "r") as f:
-                self._block = f["/entry/data/data"][()]
-            self._block_number = number
+        if self._open_number != number:
+            self.close()
+            self._open_file = h5py.File(self._data_files[number], "r")
+            self._open_number = number
+        assert self._open_file is not None
+        image = self._open_file["/entry/data/data"][offset]
         omega = float(self.omega_deg[index]) if index < len(self.omega_deg) else float("nan")
-        return Frame(index=index, image=self._block[offset], omega_deg=omega)
+        return Frame(index=index, image=image, omega_deg=omega)
+
+    def close(self) -> None:
+        """Close the data file kept open by :meth:`read`."""
+        if self._open_file is not None:
+            self._open_file.close()
+        self._open_file = None
+        self._open_number = None
 
     def frames(
         self,

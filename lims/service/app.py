@@ -1,0 +1,138 @@
+"""The LIMS web app: ISPyB-like REST over its own database.
+
+``create_app(config)`` wires the database, the bearer-token and body-size middleware, the
+error answers (every 4xx says what was wrong; malformed input never gives a 5xx) and the
+routes. OpenAPI is served at ``/openapi.json``, the docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, delete
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+from lims.service import (
+    routes_collections,
+    routes_processing,
+    routes_read,
+    routes_sessions,
+    routes_workflows,
+)
+from lims.service.auth import BearerAuth, BodyLimit
+from lims.service.config import ServiceConfig
+from lims.service.db import make_engine, session_factory
+from lims.service.models import IdempotencyKey, utcnow
+
+log = logging.getLogger(__name__)
+API_VERSION = "1.0"
+KEY_RETENTION = timedelta(days=30)
+"""Idempotency keys are kept this long: a POST retried later than that (an outbox that
+waited a month) could be written twice."""
+
+
+def create_app(config: ServiceConfig) -> FastAPI:
+    engine = make_engine(config.database_url, config.database_schema)
+    forget_old_keys(engine)
+    app = FastAPI(
+        title="mxbes LIMS",
+        version=API_VERSION,
+        description="ISPyB-like LIMS of the mxbes Beamline Expert System: ISPyB table and "
+        "column names, resource paths, camelCase JSON. Send `Authorization: Bearer <token>`; "
+        "POST answers the new id; send an `Idempotency-Key` so that a retried POST writes "
+        "nothing twice.",
+    )
+    app.state.config = config
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    for module in (
+        routes_read,
+        routes_sessions,
+        routes_workflows,
+        routes_collections,
+        routes_processing,
+    ):
+        app.include_router(module.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(IntegrityError, _conflict)
+    app.add_exception_handler(DataError, _bad_value)
+    app.add_exception_handler(OperationalError, _database_down)
+    # Starlette runs the last added middleware first: auth, then the body limit.
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BearerAuth, tokens=config.tokens)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def forget_old_keys(engine: Engine) -> int:
+    """Delete idempotency keys older than KEY_RETENTION; answers how many."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.recordTimeStamp < utcnow() - KEY_RETENTION)
+        )
+    return int(result.rowcount or 0)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with FastAPI's ``detail`` list and a one-line ``message`` naming each field."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {key: value for key, value in error.items() if key not in ("input", "url")}
+        for error in exc.errors()
+    ]
+    message = "; ".join(
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+        for error in errors
+    )
+    return JSONResponse({"detail": jsonable_encoder(errors), "message": message}, status_code=422)
+
+
+async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
+    log.info("integrity error: %s", exc)
+    return JSONResponse(
+        {"detail": f"the record conflicts with the stored ones: {_first_line(exc)}"},
+        status_code=409,
+    )
+
+
+async def _bad_value(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"the database refused a value: {_first_line(exc)}"}, status_code=422
+    )
+
+
+async def _database_down(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error: %s", exc)
+    return JSONResponse(
+        {"detail": "the LIMS database is unavailable; retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    original = getattr(exc, "orig", None) or exc
+    return str(original).splitlines()[0][:300]
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer"}
+        }
+        schema["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema

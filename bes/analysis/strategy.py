@@ -5,7 +5,8 @@ Rules (documented with their limits in docs/analysis.md):
 - oscillation per frame: half the mosaicity, within 0.05..0.5 deg;
 - detector distance that puts the estimated resolution at the detector edge;
 - dose: aim at ``target_dose_mgy`` (default 10 MGy), never above the collection budget
-  (20 MGy cap less 5 % for characterisation, less any excess already absorbed);
+  (20 MGy cap less 5 % for characterisation, less any excess already absorbed); the dose is
+  the beam's peak dose, or the mean over the crystal's cross-section when its size is known;
 - exposure per frame at the detector's comfortable rate; transmission sets the dose;
   when full transmission cannot reach the target, exposure grows up to ``max_exposure_s``.
 """
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from bes.analysis.dose import collection_budget_mgy, dose_rate_mgy_s
 
 HC_KEV_A = 12.398419843320026
+MIN_OSCILLATION_DEG = 0.05
+MAX_OSCILLATION_DEG = 0.5
 
 # Minimal rotation (deg) for complete unique data with the crystal in any orientation,
 # per crystal system; values from common practice (with margin), unknown -> 180.
@@ -65,6 +68,14 @@ class BeamState:
     beam_fwhm_um: tuple[float, float]
     energy_kev: float
 
+    def __post_init__(self) -> None:
+        if not self.full_flux_ph_s >= 0:
+            raise ValueError(f"flux must be >= 0 ph/s, got {self.full_flux_ph_s}")
+        if not (self.beam_fwhm_um[0] > 0 and self.beam_fwhm_um[1] > 0):
+            raise ValueError(f"beam size must be > 0 um, got {self.beam_fwhm_um}")
+        if not self.energy_kev > 0:
+            raise ValueError(f"energy must be > 0 keV, got {self.energy_kev}")
+
     @property
     def wavelength_a(self) -> float:
         return HC_KEV_A / self.energy_kev
@@ -77,6 +88,18 @@ class DetectorLimits:
     """Distance from the beam centre to the nearest detector edge."""
     min_distance_mm: float = 100.0
     max_distance_mm: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not (self.max_frame_rate_hz > 0 and self.edge_radius_mm > 0):
+            raise ValueError(
+                f"detector needs a frame rate > 0 Hz and an edge radius > 0 mm, got "
+                f"{self.max_frame_rate_hz}, {self.edge_radius_mm}"
+            )
+        if not 0 < self.min_distance_mm <= self.max_distance_mm:
+            raise ValueError(
+                f"detector distance limits must satisfy 0 < min <= max, got "
+                f"{self.min_distance_mm}..{self.max_distance_mm} mm"
+            )
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,8 @@ class Strategy:
     dose_mgy: float
     budget_mgy: float
     rationale: tuple[str, ...]
+    collectable: bool = True
+    """False when no dose is left (transmission 0): the crystal should not be collected."""
 
 
 def plan_strategy(
@@ -105,12 +130,20 @@ def plan_strategy(
     omega_start_deg: float = 0.0,
     exposure_s: float = 0.01,
     max_exposure_s: float = 0.1,
+    crystal_size_um: tuple[float, float] | None = None,
 ) -> Strategy:
-    """A rotation strategy that respects the dose budget (every case; see module doc)."""
+    """A rotation strategy that respects the dose budget (every case; see module doc).
+
+    ``crystal_size_um``: the crystal's extent across the beam (e.g. from X-ray centring);
+    the dose is then the mean over its cross-section rather than the beam's peak."""
     if not resolution_a > 0:
         raise ValueError(f"resolution must be > 0 Angstrom, got {resolution_a}")
-    if mosaicity_deg < 0:
+    if not mosaicity_deg >= 0:
         raise ValueError(f"mosaicity must be >= 0 deg, got {mosaicity_deg}")
+    if not target_dose_mgy > 0:
+        raise ValueError(f"target dose must be > 0 MGy, got {target_dose_mgy}")
+    if not (exposure_s > 0 and max_exposure_s > 0):
+        raise ValueError(f"exposures must be > 0 s, got {exposure_s}, {max_exposure_s}")
     reasons: list[str] = []
     system = crystal_system(space_group) if space_group else None
     total_range = _RANGE_BY_SYSTEM[system] if system else 180.0
@@ -119,25 +152,44 @@ def plan_strategy(
         if system
         else "range 180 deg (symmetry unknown)"
     )
-    oscillation = round(round(min(0.5, max(0.05, mosaicity_deg / 2.0)) / 0.05) * 0.05, 4)
+    half_mosaicity = min(MAX_OSCILLATION_DEG, max(MIN_OSCILLATION_DEG, mosaicity_deg / 2.0))
+    oscillation = round(round(half_mosaicity / 0.05) * 0.05, 4)
     n_frames = max(1, math.ceil(round(total_range / oscillation, 6)))
     reasons.append(f"oscillation {oscillation:.2f} deg from mosaicity {mosaicity_deg:.2f} deg")
 
-    distance = _distance_for_resolution(resolution_a, beam.wavelength_a, detector)
+    distance = _distance_for_resolution(resolution_a, beam.wavelength_a, detector, reasons)
     budget = collection_budget_mgy(used_dose_mgy)
     target = min(target_dose_mgy, budget)
     exposure = max(exposure_s, 1.0 / detector.max_frame_rate_hz)
-    rate_full = dose_rate_mgy_s(beam.full_flux_ph_s, beam.beam_fwhm_um, beam.energy_kev)
-    if budget <= 0 or rate_full <= 0:
+    longest = max(max_exposure_s, exposure)
+    rate_full = dose_rate_mgy_s(
+        beam.full_flux_ph_s, beam.beam_fwhm_um, beam.energy_kev, crystal_size_um
+    )
+    if crystal_size_um is not None:
+        reasons.append(
+            f"dose over the crystal's {crystal_size_um[0]:g} x {crystal_size_um[1]:g} um "
+            "cross-section"
+        )
+    collectable = budget > 0 and rate_full > 0
+    if not collectable:
         transmission = 0.0
-        reasons.append(f"no dose left: budget {budget:.2f} MGy")
+        reasons.append(
+            f"no dose left: budget {budget:.2f} MGy"
+            if budget <= 0
+            else "no flux: the beam delivers no dose"
+        )
     else:
         transmission = target / (rate_full * exposure * n_frames)
         if transmission > 1.0:
-            exposure = min(max_exposure_s, target / (rate_full * n_frames))
+            exposure = min(longest, target / (rate_full * n_frames))
             transmission = min(1.0, target / (rate_full * exposure * n_frames))
             reasons.append(f"exposure raised to {exposure:.3f} s to reach the dose target")
     dose = rate_full * transmission * exposure * n_frames
+    if dose > budget:  # rounding only: keep the promise exactly
+        transmission *= budget / dose * (1.0 - 1e-12)
+        dose = rate_full * transmission * exposure * n_frames
+    if collectable and dose < 0.999 * target:
+        reasons.append(f"full transmission reaches only {dose:.2f} of {target:.2f} MGy")
     reasons.append(f"dose {dose:.2f} MGy of a {budget:.2f} MGy collection budget")
     return Strategy(
         omega_start_deg=omega_start_deg,
@@ -151,15 +203,29 @@ def plan_strategy(
         dose_mgy=dose,
         budget_mgy=budget,
         rationale=tuple(reasons),
+        collectable=collectable,
     )
 
 
 def _distance_for_resolution(
-    resolution_a: float, wavelength_a: float, detector: DetectorLimits
+    resolution_a: float, wavelength_a: float, detector: DetectorLimits, reasons: list[str]
 ) -> float:
     ratio = wavelength_a / (2.0 * resolution_a)
     if ratio >= 1.0:
+        reasons.append(
+            f"{resolution_a:g} A is beyond the limit lambda/2 = {wavelength_a / 2:.2f} A: "
+            "detector at its shortest distance"
+        )
         return detector.min_distance_mm
     two_theta = 2.0 * math.asin(ratio)
+    if two_theta >= math.pi / 2:
+        reasons.append(f"{resolution_a:g} A needs 2theta >= 90 deg: shortest distance")
+        return detector.min_distance_mm
     distance = detector.edge_radius_mm / math.tan(two_theta)
-    return min(detector.max_distance_mm, max(detector.min_distance_mm, distance))
+    clamped = min(detector.max_distance_mm, max(detector.min_distance_mm, distance))
+    if clamped != distance:
+        reasons.append(
+            f"distance {distance:.0f} mm for {resolution_a:g} A at the edge is outside "
+            f"{detector.min_distance_mm:g}..{detector.max_distance_mm:g} mm: {clamped:g} mm"
+        )
+    return clamped

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -19,6 +19,25 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bes.engine.events import Subscriber
     from bes.hal import Beamline
+
+
+MetadataSink = Callable[[str, Any, "str | None"], None]
+MAX_METADATA_KEY = 64
+MAX_METADATA_UNIT = 16
+
+
+def check_metadata(key: str, unit: str | None) -> None:
+    """A metadata key is a short non-empty name; a unit is a short string or None."""
+    if not isinstance(key, str) or not key or len(key) > MAX_METADATA_KEY:
+        raise ValueError(
+            f"metadata key must be a non-empty string of at most {MAX_METADATA_KEY} "
+            f"characters, got {key!r}"
+        )
+    if unit is not None and (not isinstance(unit, str) or len(unit) > MAX_METADATA_UNIT):
+        raise ValueError(
+            f"metadata unit of {key!r} must be None or a string of at most "
+            f"{MAX_METADATA_UNIT} characters, got {unit!r}"
+        )
 
 
 class WorkflowAborted(Exception):
@@ -67,6 +86,18 @@ class RunContext:
     abort: threading.Event = field(default_factory=threading.Event)
     limits: Limits = field(default_factory=Limits)
     abort_reason: str | None = None
+    metadata_sink: MetadataSink | None = field(default=None, init=False, repr=False, compare=False)
+    """Set by the engine while it runs a workflow with this context: where :meth:`report`
+    sends metadata (the engine turns it into a MetadataReported event)."""
+
+    def report(self, key: str, value: Any, unit: str | None = None) -> None:
+        """Report a metadata item of the running node, with its unit (``"um"``, ``"A"``,
+        ``"MGy"``, None for a count or text): the recorder stores it per step. Does nothing
+        outside a run. See docs/record.md for the keys the workflow database summarises."""
+        check_metadata(key, unit)
+        sink = self.metadata_sink
+        if sink is not None:
+            sink(key, value, unit)
 
     def request_abort(self, reason: str = "abort requested") -> None:
         """Ask the running workflow to stop; safe from any thread or a signal handler."""

@@ -65,6 +65,10 @@ class WorkflowStarted(EngineEvent):
     inputs: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
     """The recipe file, when the recipe came from one."""
+    recipe_sha256: str | None = None
+    """SHA-256 of the recipe's JSON (keys sorted): which exact recipe ran, file or REST dict."""
+    recipe_version: str | None = None
+    """``graph.mxbes.version`` of the recipe, when it declares one."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +105,19 @@ class NodeEnded(EngineEvent):
     handled: bool = False
     """True when a failure goes on to an error handler (``on_error`` link)."""
     duration_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetadataReported(EngineEvent):
+    """A task reported a metadata item (crystal size, max score, resolution ...) with its unit
+    (``BesTask.report``). ``node_id``/``execution``: the node running when it was reported."""
+
+    kind: ClassVar[str] = "metadata_reported"
+    node_id: str | None
+    execution: int | None
+    key: str
+    value: Any
+    unit: str | None = None
 
 
 @dataclass(frozen=True)

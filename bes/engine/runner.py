@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -118,6 +120,8 @@ def run_workflow(
                 beamline_time_s=beamline_time(context),
                 inputs=summarise(_inputs_as_dict(inputs)),
                 source=str(loaded.source) if loaded.source else None,
+                recipe_sha256=recipe_sha256(loaded),
+                recipe_version=_str_or_none(loaded.mxbes.get("version")),
             ),
         )
 
@@ -160,6 +164,17 @@ def run_workflow(
             ),
         )
     return result
+
+
+def recipe_sha256(recipe: Recipe) -> str:
+    """SHA-256 of the recipe's JSON with sorted keys: the same graph gives the same hash
+    whether it came from a file or a REST client."""
+    text = json.dumps(recipe.raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _outputs(workflow: BesWorkflow) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from bes.engine.events import (
     ConditionCheck,
     ConditionEvaluated,
     EngineEvent,
+    MetadataReported,
     NodeEnded,
     NodeError,
     NodeStarted,
@@ -161,6 +162,21 @@ class Scheduler:
             taken=taken,
         )
 
+    def report_metadata(self, key: str, value: Any, unit: str | None) -> None:
+        """``RunContext.report`` while this run goes on: a MetadataReported event for the
+        node running now."""
+        if not self.subscribers:
+            return
+        running = self._running
+        self._emit(
+            MetadataReported,
+            node_id=running.node.name if running else None,
+            execution=running.execution if running else None,
+            key=key,
+            value=summarise(value),
+            unit=unit,
+        )
+
     def unhandled_error(self, data: dict[str, Any]) -> None:
         """A failure reached the workflow's error actor: no ``on_error`` link handles it."""
         exc = data.get("WorkflowExceptionInstance")
@@ -179,11 +195,14 @@ class Scheduler:
         self._thread = threading.Thread(
             target=self._drive, args=(start,), name=f"bes-engine-{self.run_id[:8]}", daemon=True
         )
+        self.context.metadata_sink = self.report_metadata
         self._thread.start()
         try:
             self._supervise()
         finally:
             self._thread.join(0 if self.abandoned_thread else None)
+            if self.context.metadata_sink == self.report_metadata:
+                self.context.metadata_sink = None
 
     def _supervise(self) -> None:
         while True:

@@ -55,6 +55,13 @@ class BesTask(Task, register=False):  # type: ignore[call-arg]
         if self._context is not None:
             self._context.check_abort()
 
+    def report(self, key: str, value: Any, unit: str | None = None) -> None:
+        """Report a metadata item of this step with its unit (``self.report("resolution_a",
+        1.8, "A")``): the workflow database stores it, and summarises well-known keys per run
+        (docs/record.md). Does nothing when the task runs without a bes.engine context."""
+        if self._context is not None:
+            self._context.report(key, value, unit)
+
     def input(self, name: str, default: Any = None) -> Any:
         """The value of input ``name``, or ``default`` when it was not given."""
         return self.get_input_value(name, default)

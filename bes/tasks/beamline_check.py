@@ -32,6 +32,7 @@ class ReadBeamline(BesTask, output_names=["state", "omega_deg"]):
             "clock_s": float(beamline.clock.now()),
         }
         self.outputs.omega_deg = float(positions["omega"])
+        self.report("energy_kev", self.outputs.state["energy_kev"], "keV")
 
 
 class RotateAndSnapshot(
@@ -75,6 +76,7 @@ class RotateAndSnapshot(
             raise ValueError(f"camera snapshot has shape {image.shape}; expected a 2D image")
         covered = float(self.input("covered_deg", 0.0)) + step
         intensities = [*self.input("mean_intensities", []), float(image.mean())]
+        self.report("snapshot_mean_intensity", intensities[-1], "adu")
         self.outputs.omega_start_deg = start
         self.outputs.step_deg = step
         self.outputs.omega_deg = float(goniometer.read("omega"))
@@ -111,6 +113,11 @@ class Summarise(
         if abs(omega_end - expected_end) > 1e-3:
             problems.append(f"omega ended at {omega_end:g} deg, expected {expected_end:g}")
         self.outputs.ok = not problems
+        self.report("success", not problems)
+        self.report("outcome", "passed" if not problems else "problems")
+        if problems:
+            self.report("reason", "; ".join(problems))
+        self.report("omega_end_deg", omega_end, "deg")
         self.outputs.problems = problems
         self.outputs.n_snapshots = int(self.inputs.n_snapshots)
         self.outputs.covered_deg = covered
@@ -133,3 +140,6 @@ class ReportFault(BesTask, input_names=["WorkflowException"], output_names=["ok"
         message = error.get("errorMessage", str(error)) if isinstance(error, dict) else str(error)
         self.outputs.ok = False
         self.outputs.problems = [message]
+        self.report("success", False)
+        self.report("outcome", "fault")
+        self.report("reason", message)

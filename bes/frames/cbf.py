@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import fabio
 import numpy as np
 
 from bes.analysis.diffraction_geometry import DiffractionGeometry
-from bes.frames.source import Frame, follow
+from bes.frames.source import FollowedSeries, Frame
 
 _NUMBER = r"([-+0-9.eE]+)"
 
 
-class CbfSeries:
+class CbfSeries(FollowedSeries):
     """Frames ``<stem><NNNNN>.cbf`` numbered from ``first_number`` on."""
 
     def __init__(
@@ -78,23 +76,8 @@ class CbfSeries:
             omega_deg=_field(header, r"Start_angle\s+" + _NUMBER),
         )
 
-    def frames(
-        self,
-        start: int = 0,
-        stall_timeout_s: float = 30.0,
-        poll_s: float = 0.02,
-        stop: threading.Event | None = None,
-    ) -> Iterator[Frame]:
-        yield from follow(
-            self.available,
-            self.read,
-            self.n_frames,
-            start,
-            stall_timeout_s,
-            poll_s,
-            stop,
-            str(self.path(0)),
-        )
+    def describe_source(self) -> str:
+        return str(self.path(0))
 
 
 def _field(header: str, pattern: str) -> float:

@@ -6,8 +6,6 @@ the master."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -15,10 +13,10 @@ import hdf5plugin  # noqa: F401  registers the compression filters h5py needs
 import numpy as np
 
 from bes.analysis.diffraction_geometry import DiffractionGeometry
-from bes.frames.source import Frame, follow
+from bes.frames.source import FollowedSeries, Frame
 
 
-class NxmxSeries:
+class NxmxSeries(FollowedSeries):
     def __init__(self, master: str | Path) -> None:
         self.master = Path(master)
         if not self.master.exists():
@@ -80,24 +78,8 @@ class NxmxSeries:
         self._open_file = None
         self._open_number = None
 
-    def frames(
-        self,
-        start: int = 0,
-        stall_timeout_s: float = 30.0,
-        poll_s: float = 0.02,
-        stop: threading.Event | None = None,
-    ) -> Iterator[Frame]:
-        """Frames in order as their data files appear."""
-        yield from follow(
-            self.available,
-            self.read,
-            self.n_frames,
-            start,
-            stall_timeout_s,
-            poll_s,
-            stop,
-            str(self.master),
-        )
+    def describe_source(self) -> str:
+        return str(self.master)
 
 
 def _in_mm(dataset: h5py.Dataset) -> float:

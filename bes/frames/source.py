@@ -77,6 +77,47 @@ def follow(
         time.sleep(poll_s)
 
 
+class FollowedSeries:
+    """Base of the readers: ``frames()`` follows ``available()`` / ``read()`` until the
+    series is complete, then releases what ``read`` kept open (``close``)."""
+
+    n_frames: int
+
+    def available(self) -> int:
+        raise NotImplementedError
+
+    def read(self, index: int) -> Frame:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release open files (nothing by default)."""
+
+    def describe_source(self) -> str:
+        raise NotImplementedError
+
+    def frames(
+        self,
+        start: int = 0,
+        stall_timeout_s: float = 30.0,
+        poll_s: float = 0.02,
+        stop: threading.Event | None = None,
+    ) -> Iterator[Frame]:
+        """Frames in order as they appear (see :func:`follow`)."""
+        try:
+            yield from follow(
+                self.available,
+                self.read,
+                self.n_frames,
+                start,
+                stall_timeout_s,
+                poll_s,
+                stop,
+                self.describe_source(),
+            )
+        finally:
+            self.close()
+
+
 def open_series(path: str | Path) -> FrameSeries:
     """An NXmx master file (``*_master.h5``) or the first CBF file of a series."""
     from bes.frames.cbf import CbfSeries

@@ -188,6 +188,10 @@ class SimDetector:
 
     # --- distance ---------------------------------------------------------------------
 
+    @property
+    def distance_limits_mm(self) -> tuple[float, float]:
+        return self.model.distance_limits_mm
+
     def move_distance(self, distance_mm: float) -> None:
         self._check_distance(distance_mm)
         with self._lock:

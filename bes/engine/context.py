@@ -86,6 +86,9 @@ class RunContext:
     abort: threading.Event = field(default_factory=threading.Event)
     limits: Limits = field(default_factory=Limits)
     abort_reason: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    """What the run's tasks share besides their links: the MX tasks keep the sample's
+    ``bes.tasks.mx_state.SampleRun`` here (parameters, data layout, LIMS writer, dose used)."""
     metadata_sink: MetadataSink | None = field(default=None, init=False, repr=False, compare=False)
     """Set by the engine while it runs a workflow with this context: where :meth:`report`
     sends metadata (the engine turns it into a MetadataReported event)."""
@@ -124,9 +127,11 @@ class RunContext:
         return self.beamline
 
     def fresh(self, **changes: Any) -> RunContext:
-        """A copy for the next run: same beamline, recorder, LIMS and limits, a new abort flag."""
+        """A copy for the next run: same beamline, recorder, LIMS and limits; a new abort flag and
+        empty state."""
         changes.setdefault("abort", threading.Event())
         changes.setdefault("abort_reason", None)
+        changes.setdefault("state", {})
         return dataclasses.replace(self, **changes)
 
 

@@ -587,6 +587,8 @@ def _check_inputs(
             link = graph[source][node_id]
             if link.get("map_all_data"):
                 given |= set(classes[source].output_names()) | set(classes[source].input_names())
+            if link.get("on_error"):  # the failed task's error, ewoks' WorkflowException
+                given.add("WorkflowException")
             given |= {m.get("target_input") for m in link.get("data_mapping") or []}
         missing = sorted(set(classes[node_id].required_input_names()) - given)
         if missing:

@@ -78,6 +78,10 @@ class Detector(Protocol):
     @property
     def max_frame_rate_hz(self) -> float: ...
 
+    @property
+    def distance_limits_mm(self) -> tuple[float, float]:
+        """Shortest and longest sample-detector distance."""
+
     def move_distance(self, distance_mm: float) -> None: ...
 
     def arm(self, request: ArmRequest) -> None:

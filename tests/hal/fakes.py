@@ -54,6 +54,7 @@ _METHODS = [
     "roi_mode",
     "set_roi_mode",
     "max_frame_rate_hz",
+    "distance_limits_mm",
     "move_distance",
     "arm",
     "trigger",

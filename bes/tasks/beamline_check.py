@@ -132,7 +132,12 @@ class Summarise(
         }
 
 
-class ReportFault(BesTask, input_names=["WorkflowException"], output_names=["ok", "problems"]):
+class ReportFault(
+    BesTask,
+    input_names=["WorkflowException"],
+    optional_input_names=["WorkflowExceptionInstance"],
+    output_names=["ok", "problems"],
+):
     """Error handler: the check failed with an exception."""
 
     def run(self) -> None:

@@ -91,7 +91,8 @@ def fault_reason(error: Any) -> str:
     text = "".join(error.get("traceBack") or [])
     for line in text.splitlines():
         if line and not line[0].isspace() and not line.startswith(_NOT_A_CAUSE):
-            return line.strip()
+            kind, colon, message = line.strip().partition(":")
+            return kind.rsplit(".", 1)[-1] + colon + message
     return str(error.get("errorMessage", error))
 
 
@@ -118,6 +119,10 @@ def summarise(task: MxTask, run: SampleRun, success: bool) -> dict[str, Any]:
             {
                 "master_file": c.master_file,
                 "n_frames": c.n_frames,
+                "omega_start_deg": round(c.omega_start_deg, 3),
+                "oscillation_deg": c.oscillation_deg,
+                "exposure_s": c.exposure_s,
+                "transmission": round(c.transmission, 5),
                 "positions": c.positions,
                 "dose_mgy": round(c.dose_mgy, 3),
                 "processing": c.processing,

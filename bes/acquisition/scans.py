@@ -72,6 +72,7 @@ def acquire(
     detector = beamline.detector
     detector.arm(request)
     failure: list[BaseException] = []
+    results: list[AcquisitionResult] = []
     motion_done = threading.Event()
     halt = threading.Event()
     motion_ended_at: list[float] = []
@@ -89,6 +90,15 @@ def acquire(
         finally:
             motion_ended_at.append(time.perf_counter())
             motion_done.set()
+        if failure:
+            return
+        # The detector's own verdict: a detector fault cuts the series short, and following
+        # must stop at once with the fault (not stall, or trip over the short files).
+        try:
+            results.append(detector.wait())
+        except BaseException as exc:
+            failure.append(exc)
+            halt.set()
 
     worker = threading.Thread(target=run_motion, name="bes-scan-motion", daemon=True)
     worker.start()
@@ -107,8 +117,9 @@ def acquire(
         worker.join()
         if failure:
             raise failure[0]
-        result = detector.wait()
+        result = results[0]
     except BaseException:
+        worker.join(timeout=5.0)  # a detector fault behind a reader's error arrives here
         detector.stop()
         worker.join(timeout=5.0)
         if failure:

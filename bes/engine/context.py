@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from bes.hal import Beamline
 
 
+UNUSED_INPUTS_KEY = "unused_inputs"
+"""``RunContext.state`` key: the run's input names that no task takes (set by the engine at
+the start of a run; a task may refuse them)."""
+
 MetadataSink = Callable[[str, Any, "str | None"], None]
 MAX_METADATA_KEY = 64
 MAX_METADATA_UNIT = 16

@@ -15,7 +15,7 @@ from ewokscore.graph.graph_io import update_default_inputs
 from ewokscore.variable import value_from_transfer
 
 from bes.engine.actors import INFOKEY, BesWorkflow
-from bes.engine.context import RunContext
+from bes.engine.context import UNUSED_INPUTS_KEY, RunContext
 from bes.engine.events import (
     NodeError,
     Subscriber,
@@ -91,6 +91,7 @@ def run_workflow(
     loaded = load_recipe(recipe, registry)
     taskgraph = loaded.task_graph()
     items, unused = input_items(loaded, taskgraph.graph, inputs)
+    context.state[UNUSED_INPUTS_KEY] = unused
     if items:
         try:
             update_default_inputs(taskgraph.graph, items)

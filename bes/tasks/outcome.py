@@ -45,7 +45,7 @@ class Summarise(
 class HandleFault(
     MxTask,
     input_names=["WorkflowException"],
-    optional_input_names=["unmount"],
+    optional_input_names=["unmount", "WorkflowExceptionInstance"],
     output_names=["outcome"],
 ):
     """Error handler of every MX recipe (``default_error_node``): records the fault, unmounts

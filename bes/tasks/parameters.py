@@ -11,7 +11,8 @@ accepted under their own names (``prefix``, ``run_number``, ``sample_lims_id``, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -129,6 +130,24 @@ class MxParameters(BaseModel):
 
 MXCUBE_NAMES = {"sessionId": "session", "externalRef": "proposal_text"}
 """MXCuBE start-body keys read by ``parse_parameters`` besides the parameter names."""
+MXCUBE_IGNORED: frozenset[str] = frozenset(
+    {
+        "modelpath",
+        "directory",
+        "collection_software",
+        "sample_node_id",
+        "workflow_node_id",
+        "beamline",
+        "shape",
+        "initiator",
+        "token",
+        "investigationId",
+        "mxcubeParameters",
+        "request_id",
+    }
+)
+"""Keys an MXCuBE start body (shared/REFERENCE.md section 1) carries that the MX recipes do
+not use; any other unknown name is refused."""
 PARAMETER_NAMES: tuple[str, ...] = tuple(MxParameters.model_fields)
 ACCEPTED_NAMES: tuple[str, ...] = (*PARAMETER_NAMES, *MXCUBE_NAMES)
 
@@ -151,6 +170,19 @@ def parse_parameters(values: Mapping[str, Any]) -> MxParameters:
         return MxParameters(**given)
     except ValidationError as exc:
         raise ParameterError(describe(exc)) from None
+
+
+def check_unknown(names: Iterable[str]) -> None:
+    """Refuse run inputs no task takes, except MXCuBE's own keys (a typo must not pass as a
+    default)."""
+    unknown = sorted(set(names) - MXCUBE_IGNORED)
+    if unknown:
+        hints = [
+            f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+            for name in unknown
+            for close in [difflib.get_close_matches(name, ACCEPTED_NAMES, n=1)]
+        ]
+        raise ParameterError(f"unknown parameter(s) {', '.join(hints)}")
 
 
 def describe(exc: ValidationError) -> str:

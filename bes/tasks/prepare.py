@@ -8,9 +8,16 @@ from typing import Any
 
 from bes.acquisition.layout import DataLayout, safe_name
 from bes.acquisition.software_time import SoftwareTime
+from bes.engine.context import UNUSED_INPUTS_KEY
 from bes.tasks.lims_records import LimsWriter
 from bes.tasks.mx_state import STATE_KEY, MxTask, SampleRun
-from bes.tasks.parameters import ACCEPTED_NAMES, MxParameters, ParameterError, parse_parameters
+from bes.tasks.parameters import (
+    ACCEPTED_NAMES,
+    MxParameters,
+    ParameterError,
+    check_unknown,
+    parse_parameters,
+)
 
 
 class PrepareRun(
@@ -23,6 +30,7 @@ class PrepareRun(
     moved), then make the run's :class:`~bes.tasks.mx_state.SampleRun`."""
 
     def run(self) -> None:
+        check_unknown(self.context.state.get(UNUSED_INPUTS_KEY, ()))
         values = {name: self.get_input_value(name, None) for name in ACCEPTED_NAMES}
         parameters = parse_parameters(values)
         check_plan(parameters)

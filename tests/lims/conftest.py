@@ -25,6 +25,11 @@ FAST: dict[str, Any] = {
 """Client settings for tests: a LIMS that is down is noticed and retried in milliseconds."""
 
 
+PROCESS_THREADS = ("bes-heatmap",)
+"""Name prefixes of the worker threads bes keeps for the life of the process once used (the
+heat-map writer of ``bes.tasks.mesh``, started by the first mesh scan of a test)."""
+
+
 def _left_behind(before: set[threading.Thread], ignore_workers: bool) -> list[threading.Thread]:
     """Threads started since ``before`` still alive after a grace period.
 
@@ -38,6 +43,7 @@ def _left_behind(before: set[threading.Thread], ignore_workers: bool) -> list[th
             if t not in before
             and t.is_alive()
             and not (ignore_workers and t.name == "AnyIO worker thread")
+            and not t.name.startswith(PROCESS_THREADS)
         ]
         if not extra or time.monotonic() > deadline:
             return extra

@@ -5,7 +5,7 @@ Prints records/s and p50/p99 latency per call for: one bulk call per mesh, one c
 row, one call per image (client), one call per image with bare ``requests`` (no client: the
 HTTP floor), and the outbox replaying 900 single-image writes queued while the LIMS was down.
 
-    python bench/lims.py [--images 900] [--reps 5] [--database-url postgresql+psycopg://...]
+    python bench/lims_writes.py [--images 900] [--reps 5] [--database-url postgresql+psycopg://...]
 """
 
 from __future__ import annotations

@@ -96,3 +96,4 @@ def test_the_keys_of_an_mxcube_start_body_are_accepted(beamline: Beamline, tmp_p
     assert run.failed_nodes() == ["prepare", "fault"]
     assert run.result.error is not None and "mesh_box_um" in run.result.error.message
     assert "modelpath" not in run.result.error.message
+    assert [a for a in actions if a.device in MOVING] == []

@@ -157,7 +157,7 @@ def plan_strategy(
     n_frames = max(1, math.ceil(round(total_range / oscillation, 6)))
     reasons.append(f"oscillation {oscillation:.2f} deg from mosaicity {mosaicity_deg:.2f} deg")
 
-    distance = _distance_for_resolution(resolution_a, beam.wavelength_a, detector, reasons)
+    distance = distance_for_resolution(resolution_a, beam.wavelength_a, detector, reasons)
     budget = collection_budget_mgy(used_dose_mgy)
     target = min(target_dose_mgy, budget)
     exposure = max(exposure_s, 1.0 / detector.max_frame_rate_hz)
@@ -207,9 +207,15 @@ def plan_strategy(
     )
 
 
-def _distance_for_resolution(
-    resolution_a: float, wavelength_a: float, detector: DetectorLimits, reasons: list[str]
+def distance_for_resolution(
+    resolution_a: float,
+    wavelength_a: float,
+    detector: DetectorLimits,
+    reasons: list[str] | None = None,
 ) -> float:
+    """Detector distance that puts ``resolution_a`` at the nearest edge, within the limits;
+    why it had to be clamped is appended to ``reasons``."""
+    reasons = [] if reasons is None else reasons
     ratio = wavelength_a / (2.0 * resolution_a)
     if ratio >= 1.0:
         reasons.append(

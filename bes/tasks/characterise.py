@@ -3,18 +3,23 @@ a strategy within the dose budget; poor diffraction stops the workflow with its 
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Any
 
 from bes.acquisition.rotation import Rotation, run_rotation
 from bes.analysis.characterisation import Characterisation, ReferenceWedge, characterise
-from bes.analysis.dose import CHARACTERISATION_SHARE, DOSE_LIMIT_MGY, dose_gy
-from bes.analysis.strategy import BeamState, DetectorLimits, Strategy, plan_strategy
+from bes.analysis.dose import CHARACTERISATION_SHARE, DOSE_LIMIT_MGY
+from bes.analysis.strategy import (
+    BeamState,
+    DetectorLimits,
+    Strategy,
+    distance_for_resolution,
+    plan_strategy,
+)
 from bes.hal import Beamline
 from bes.hal.detector import FileFormat
-from bes.tasks.lims_records import ScanRecord, ScreeningRecord, StrategyRecord
-from bes.tasks.mx_state import MxTask, SampleRun
+from bes.tasks.lims_records import ScreeningRecord, StrategyRecord
+from bes.tasks.mx_state import MxTask, SampleRun, frame_dose_mgy
 
 DEFAULT_MOSAICITY_DEG = 0.3
 """Used for the strategy when the reference frames cannot measure the mosaicity."""
@@ -46,28 +51,26 @@ class Characterise(MxTask, output_names=["verdict", "collect", "characterisation
                 n_frames=p.char_frames_per_wedge,
                 exposure_s=p.char_exposure_s,
             )
+            target = run.reserve("ref")
             scan = run_rotation(
                 beamline,
                 rotation,
-                target=run.reserve("ref"),
+                target=target,
                 file_format=FileFormat(p.file_format),
                 analyse=True,
                 keep_spots=True,
                 software=run.software,
                 software_label="characterisation analysis",
             )
-            scans.append((rotation, scan))
+            scans.append((rotation, target, scan))
             run.files.extend(str(path) for path in scan.result.paths)
             wedges.append(
                 ReferenceWedge(rotation.omega_start_deg, rotation.oscillation_deg, scan.frames)
             )
-        used = (
-            _dose_mgy(beamline, p.char_exposure_s, size)
-            * transmission
-            * sum(len(w.frames) for w in wedges)
-        )
+        full = frame_dose_mgy(beamline.beam, p.char_exposure_s, size, beamline.beam.full_flux_ph_s)
+        used = full * transmission * sum(len(w.frames) for w in wedges)
         run.dose_used_mgy += used
-        geometry = scans[0][1].geometry
+        geometry = scans[0][2].geometry
         assert geometry is not None
         with run.software.waiting("characterisation"):
             result = characterise(wedges, geometry)
@@ -106,27 +109,19 @@ class Characterise(MxTask, output_names=["verdict", "collect", "characterisation
     ) -> None:
         lims = run.lims
         beamline = self.beamline
-        geometry = beamline.detector.geometry
-        group = lims.start_group("Characterization", start=scans[0][1].start)
+        group = lims.start_group("Characterization", start=scans[0][2].start)
         first = None
-        for rotation, scan in scans:
-            target = scan.result.paths[0]
+        for rotation, target, scan in scans:
             collection = lims.add_collection(
                 group,
-                ScanRecord(
-                    start=scan.start,
+                self.scan_record(
+                    scan,
+                    target,
                     omega_start_deg=rotation.omega_start_deg,
                     oscillation_deg=rotation.oscillation_deg,
-                    n_images=rotation.n_frames,
                     exposure_s=rotation.exposure_s,
-                    directory=str(target.parent),
-                    prefix=target.name.rsplit("_", 2)[0],
-                    wavelength_a=beamline.beam.wavelength_a,
-                    resolution_a=result.resolution_a,
-                    detector_distance_mm=geometry.distance_mm,
                     transmission=transmission,
-                    beam_size_um=beamline.beam.beam_size_um,
-                    flux_ph_s=beamline.beam.flux_ph_s,
+                    resolution_a=result.resolution_a,
                     comments="characterisation reference images",
                 ),
             )
@@ -162,26 +157,29 @@ def _place_detector(beamline: Beamline, run: SampleRun) -> None:
     if estimate is None:
         return
     detector = beamline.detector
-    distance = _distance_for(beamline, EDGE_MARGIN * estimate)
-    if distance is not None and abs(distance - detector.geometry.distance_mm) > 1.0:
+    distance = round(
+        distance_for_resolution(
+            EDGE_MARGIN * estimate, beamline.beam.wavelength_a, detector_limits(beamline)
+        ),
+        1,
+    )
+    if abs(distance - detector.geometry.distance_mm) > 1.0:
         detector.move_distance(distance)
 
 
-def _distance_for(beamline: Beamline, resolution_a: float) -> float | None:
-    ratio = beamline.beam.wavelength_a / (2.0 * resolution_a)
-    if not 0 < ratio < math.sin(math.pi / 4):
-        return None
-    low, high = beamline.detector.distance_limits_mm
-    distance = edge_radius_mm(beamline) / math.tan(2.0 * math.asin(ratio))
-    return round(min(high, max(low, distance)), 1)
-
-
-def edge_radius_mm(beamline: Beamline) -> float:
-    """Distance from the beam centre to the nearest detector edge."""
-    g = beamline.detector.geometry
+def detector_limits(beamline: Beamline) -> DetectorLimits:
+    """What the strategy needs of the detector: frame rate, nearest edge, distance range."""
+    detector = beamline.detector
+    g = detector.geometry
     x, y = g.beam_centre_px
     rows, cols = g.shape
-    return min(x, y, cols - x, rows - y) * g.pixel_size_mm
+    low, high = detector.distance_limits_mm
+    return DetectorLimits(
+        max_frame_rate_hz=detector.max_frame_rate_hz,
+        edge_radius_mm=min(x, y, cols - x, rows - y) * g.pixel_size_mm,
+        min_distance_mm=low,
+        max_distance_mm=high,
+    )
 
 
 def _crystal_size(run: SampleRun) -> tuple[float, float] | None:
@@ -191,12 +189,6 @@ def _crystal_size(run: SampleRun) -> tuple[float, float] | None:
     return None
 
 
-def _dose_mgy(beamline: Beamline, exposure_s: float, size: tuple[float, float] | None) -> float:
-    """Dose of one frame at full transmission."""
-    beam = beamline.beam
-    return dose_gy(beam.full_flux_ph_s, exposure_s, beam.beam_size_um, beam.energy_kev, size) * 1e-6
-
-
 def _reference_transmission(
     beamline: Beamline, run: SampleRun, size: tuple[float, float] | None
 ) -> float:
@@ -204,7 +196,8 @@ def _reference_transmission(
     meshes (at least 1 %)."""
     p = run.parameters
     n = len(p.char_omegas_deg) * p.char_frames_per_wedge
-    full = _dose_mgy(beamline, p.char_exposure_s, size) * n
+    beam = beamline.beam
+    full = frame_dose_mgy(beam, p.char_exposure_s, size, beam.full_flux_ph_s) * n
     left = DOSE_LIMIT_MGY * CHARACTERISATION_SHARE - run.dose_used_mgy
     if full <= 0:
         return 1.0
@@ -221,18 +214,11 @@ def _strategy(
     if result.resolution_a is None:
         return None
     beam = beamline.beam
-    detector = beamline.detector
-    low, high = detector.distance_limits_mm
     return plan_strategy(
         resolution_a=result.resolution_a,
         mosaicity_deg=result.mosaicity_deg or DEFAULT_MOSAICITY_DEG,
         beam=BeamState(beam.full_flux_ph_s, beam.beam_size_um, beam.energy_kev),
-        detector=DetectorLimits(
-            max_frame_rate_hz=detector.max_frame_rate_hz,
-            edge_radius_mm=edge_radius_mm(beamline),
-            min_distance_mm=low,
-            max_distance_mm=high,
-        ),
+        detector=detector_limits(beamline),
         space_group=run.parameters.space_group,
         used_dose_mgy=run.dose_used_mgy,
         omega_start_deg=omega0,

@@ -9,10 +9,8 @@ from typing import Any
 
 from bes.acquisition.processing import resolve_hook, run_hook
 from bes.acquisition.rotation import Rotation, run_rotation
-from bes.analysis.dose import dose_gy
 from bes.hal.detector import FileFormat
-from bes.tasks.lims_records import ScanRecord
-from bes.tasks.mx_state import Collected, MxTask, SampleRun
+from bes.tasks.mx_state import Collected, MxTask, SampleRun, frame_dose_mgy
 
 MODES = ("standard", "wedge", "helical")
 DEFAULT_COLLECTION = {
@@ -75,7 +73,7 @@ class Collect(
             self.report("resolution_a", resolution, "A")
         self.report("dose_mgy", round(run.dose_used_mgy, 3), "MGy")
         self.report("frames_collected", sum(c.n_frames for c in done))
-        self.outputs.collections = [_collected_dict(c) for c in done]
+        self.outputs.collections = [c.as_dict() for c in done]
         self.outputs.files = [c.master_file for c in done]
 
     def _plan(self, run: SampleRun, mode: str) -> dict[str, Any]:
@@ -115,33 +113,20 @@ class Collect(
         run.files.extend(str(path) for path in scan.result.paths)
         beam = beamline.beam
         size = tuple(run.crystal["size_um"][:2]) if run.crystal else None
-        dose = (
-            dose_gy(beam.flux_ph_s, rotation.exposure_s, beam.beam_size_um, beam.energy_kev, size)
-            * rotation.n_frames
-            * 1e-6
-        )
+        dose = frame_dose_mgy(beam, rotation.exposure_s, size) * rotation.n_frames
         run.dose_used_mgy += dose
         geometry = beamline.detector.geometry
         lims = run.lims
         collection = lims.add_collection(
             group,
-            ScanRecord(
-                start=scan.start,
+            self.scan_record(
+                scan,
+                target,
                 omega_start_deg=rotation.omega_start_deg,
                 oscillation_deg=rotation.oscillation_deg,
-                n_images=rotation.n_frames,
                 exposure_s=rotation.exposure_s,
-                directory=str(target.directory),
-                prefix=target.prefix,
-                run_number=target.run,
-                suffix="h5" if scan.master_file.suffix == ".h5" else "cbf",
-                file_template=target.file_template(),
-                wavelength_a=beam.wavelength_a,
-                resolution_a=(run.strategy or {}).get("resolution_a"),
-                detector_distance_mm=geometry.distance_mm,
                 transmission=beam.transmission,
-                beam_size_um=beam.beam_size_um,
-                flux_ph_s=beam.flux_ph_s,
+                resolution_a=(run.strategy or {}).get("resolution_a"),
                 comments="data collection",
             ),
         )
@@ -209,17 +194,3 @@ def _positions_along(run: SampleRun, mode: str) -> list[dict[str, float]]:
         return [{}] * n
     length_mm = max(0.0, float(size[0]) - run.parameters.mesh_box_um) * 1e-3
     return [{**centre, "phiy": centre["phiy"] + length_mm * (i / (n - 1) - 0.5)} for i in range(n)]
-
-
-def _collected_dict(c: Collected) -> dict[str, Any]:
-    return {
-        "master_file": c.master_file,
-        "n_frames": c.n_frames,
-        "omega_start_deg": c.omega_start_deg,
-        "oscillation_deg": c.oscillation_deg,
-        "exposure_s": c.exposure_s,
-        "transmission": round(c.transmission, 5),
-        "positions": c.positions,
-        "dose_mgy": round(c.dose_mgy, 3),
-        "processing": c.processing,
-    }

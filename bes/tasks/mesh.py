@@ -14,8 +14,8 @@ from bes.acquisition.mesh import MeshScan, run_mesh
 from bes.analysis.mesh_geometry import MeshGeometry
 from bes.hal.detector import FileFormat
 from bes.plots.mesh_heatmap import write_mesh_heatmap
-from bes.tasks.lims_records import GridRecord, QualityRow, ScanRecord
-from bes.tasks.mx_state import MxTask, SampleRun
+from bes.tasks.lims_records import GridRecord, QualityRow
+from bes.tasks.mx_state import MxTask, SampleRun, frame_dose_mgy
 
 FACES = ("first", "second", "line")
 """first: at the loop's face-on omega; second: 90 deg on (X-ray centring); line: one column
@@ -171,7 +171,18 @@ class ScanMesh(
         g = scan.geometry
         frames = scan.scan.frames
         group = lims.start_group("Mesh", start=scan.scan.start)
-        collection = lims.add_collection(group, _scan_record(self, scan))
+        collection = lims.add_collection(
+            group,
+            self.scan_record(
+                scan.scan,
+                scan.target,
+                omega_start_deg=g.omega_deg,
+                oscillation_deg=0.0,
+                exposure_s=scan.exposure_s,
+                transmission=scan.transmission,
+                comments="mesh scan",
+            ),
+        )
         workflow_mesh = lims.add_workflow_mesh(
             best_image=scan.best_image_number,
             values=(scan.max_score,),
@@ -260,39 +271,11 @@ def _line_geometry(run: SampleRun) -> MeshGeometry | None:
     )
 
 
-def _scan_record(task: MxTask, scan: MeshScan) -> ScanRecord:
-    beamline = task.beamline
-    geometry = beamline.detector.geometry
-    return ScanRecord(
-        start=scan.scan.start,
-        omega_start_deg=scan.geometry.omega_deg,
-        oscillation_deg=0.0,
-        n_images=len(scan.scan.frames),
-        exposure_s=scan.exposure_s,
-        directory=str(scan.target.directory),
-        prefix=scan.target.prefix,
-        run_number=scan.target.run,
-        suffix="h5" if scan.scan.master_file.suffix == ".h5" else "cbf",
-        file_template=scan.target.file_template(),
-        wavelength_a=beamline.beam.wavelength_a,
-        detector_distance_mm=geometry.distance_mm,
-        beam_centre_mm=tuple(c * geometry.pixel_size_mm for c in geometry.beam_centre_px),  # type: ignore[arg-type]
-        transmission=scan.transmission,
-        beam_size_um=beamline.beam.beam_size_um,
-        flux_ph_s=beamline.beam.flux_ph_s,
-        comments="mesh scan",
-    )
-
-
 def _mesh_dose_mgy(task: MxTask, scan: MeshScan) -> float:
     """Dose the crystal took in the mesh: one point's exposure for each frame that diffracted
     (the beam lit crystal there), at the peak of the beam."""
-    from bes.analysis.dose import dose_gy
-
-    beam = task.beamline.beam
     lit = sum(1 for f in scan.scan.frames if f.score > 0)
-    per_frame = dose_gy(beam.flux_ph_s, scan.exposure_s, beam.beam_size_um, beam.energy_kev)
-    return lit * per_frame * 1e-6
+    return lit * frame_dose_mgy(task.beamline.beam, scan.exposure_s)
 
 
 def _heatmap(task: MxTask, run: SampleRun, scan: MeshScan, snapshot: np.ndarray, face: str) -> str:

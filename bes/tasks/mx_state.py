@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bes.acquisition.layout import DataLayout, Target, safe_name
+from bes.acquisition.scans import ScanFrames
 from bes.acquisition.software_time import SoftwareTime
+from bes.analysis.dose import dose_gy
+from bes.hal.beam import Beam
 from bes.hal.sample_changer import Location
 from bes.tasks.base import BesTask
-from bes.tasks.lims_records import LimsWriter
+from bes.tasks.lims_records import LimsWriter, ScanRecord
 from bes.tasks.parameters import MxParameters
 
 if TYPE_CHECKING:
@@ -40,6 +43,19 @@ class Collected:
     positions: dict[str, float]
     dose_mgy: float
     processing: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "master_file": self.master_file,
+            "n_frames": self.n_frames,
+            "omega_start_deg": round(self.omega_start_deg, 3),
+            "oscillation_deg": self.oscillation_deg,
+            "exposure_s": self.exposure_s,
+            "transmission": round(self.transmission, 5),
+            "positions": self.positions,
+            "dose_mgy": round(self.dose_mgy, 3),
+            "processing": self.processing,
+        }
 
 
 @dataclass
@@ -118,6 +134,43 @@ class MxTask(BesTask, register=False):
         self.sample_run.decisions.append(f"{decision}: {reason}")
         self.report("reason", reason)
 
+    def scan_record(
+        self,
+        scan: ScanFrames,
+        target: Target,
+        *,
+        omega_start_deg: float,
+        oscillation_deg: float,
+        exposure_s: float,
+        transmission: float,
+        comments: str,
+        resolution_a: float | None = None,
+    ) -> ScanRecord:
+        """The LIMS DataCollection of a scan just written, with the beamline's state."""
+        beam = self.beamline.beam
+        geometry = self.beamline.detector.geometry
+        x_px, y_px = geometry.beam_centre_px
+        return ScanRecord(
+            start=scan.start,
+            omega_start_deg=omega_start_deg,
+            oscillation_deg=oscillation_deg,
+            n_images=scan.result.frames_written,
+            exposure_s=exposure_s,
+            directory=str(target.directory),
+            prefix=target.prefix,
+            run_number=target.run,
+            suffix="h5" if scan.master_file.suffix == ".h5" else "cbf",
+            file_template=target.file_template(),
+            wavelength_a=beam.wavelength_a,
+            resolution_a=resolution_a,
+            detector_distance_mm=geometry.distance_mm,
+            beam_centre_mm=(x_px * geometry.pixel_size_mm, y_px * geometry.pixel_size_mm),
+            transmission=transmission,
+            beam_size_um=beam.beam_size_um,
+            flux_ph_s=beam.flux_ph_s,
+            comments=comments,
+        )
+
     def conclude(self, outcome: str, reason: str, success: bool) -> None:
         """The recipe's verdict on the sample (the last one reported wins)."""
         run = self.sample_run
@@ -125,3 +178,14 @@ class MxTask(BesTask, register=False):
         self.report("outcome", outcome)
         self.report("success", success)
         self.report("reason", reason)
+
+
+def frame_dose_mgy(
+    beam: Beam,
+    exposure_s: float,
+    crystal_size_um: tuple[float, float] | None = None,
+    flux_ph_s: float | None = None,
+) -> float:
+    """Dose of one exposure (MGy) at ``flux_ph_s`` (default: the beam's flux now)."""
+    flux = beam.flux_ph_s if flux_ph_s is None else flux_ph_s
+    return dose_gy(flux, exposure_s, beam.beam_size_um, beam.energy_kev, crystal_size_um) * 1e-6

@@ -115,20 +115,7 @@ def summarise(task: MxTask, run: SampleRun, success: bool) -> dict[str, Any]:
         "n_crystals": len(run.centring.regions) if run.centring else 0,
         "characterisation": run.characterisation,
         "strategy": run.strategy,
-        "collections": [
-            {
-                "master_file": c.master_file,
-                "n_frames": c.n_frames,
-                "omega_start_deg": round(c.omega_start_deg, 3),
-                "oscillation_deg": c.oscillation_deg,
-                "exposure_s": c.exposure_s,
-                "transmission": round(c.transmission, 5),
-                "positions": c.positions,
-                "dose_mgy": round(c.dose_mgy, 3),
-                "processing": c.processing,
-            }
-            for c in run.collections
-        ],
+        "collections": [c.as_dict() for c in run.collections],
         "dose_mgy": round(run.dose_used_mgy, 3),
         "files": list(run.files),
         "beamline_time_s": round(beamline_s, 2),

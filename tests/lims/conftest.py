@@ -13,6 +13,7 @@ import pytest
 
 from lims.client import LimsClient
 from lims.service.embedded import EmbeddedLims, start_embedded
+from tests.lims.helpers import restartable  # noqa: F401  (fixture shared with tests/tasks)
 
 FAST: dict[str, Any] = {
     "retries": 2,

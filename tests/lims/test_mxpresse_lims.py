@@ -5,8 +5,6 @@ writes nothing and the sample is collected anyway."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +12,11 @@ import pytest
 
 from bes.engine import RunContext, WorkflowResult, run_workflow
 from lims.client import LimsClient
-from lims.service.embedded import EmbeddedLims, start_embedded
+from lims.service.embedded import EmbeddedLims
 from tests.conftest import make_sim_beamline
 from tests.lims.conftest import FAST
+from tests.lims.helpers import Restartable, wait_until
+from tests.lims.mxpresse import table_counts
 
 SUCCESS = "Data collection successful"
 PROPOSAL = ("mx", "1234")
@@ -49,18 +49,6 @@ def run_mxpresse(client: LimsClient, location: str, data_root: Path) -> Workflow
     assert result.status == "finished", result.detail
     assert result.outputs["outcome"] == "collected"
     return result
-
-
-def table_counts(client: LimsClient) -> dict[str, int]:
-    return {name: count for name, count in client.counts().items() if count}
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    """Poll ``condition``; fail (a bound for a hang, not a timing assertion) after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def one(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -288,32 +276,6 @@ def test_a_full_mxpresse_run_leaves_every_record_in_the_lims(
     assert table_counts(reader) == {**dict.fromkeys(SHARED_TABLES, 1), **per_sample}
 
 
-class Restartable:
-    """A LIMS stopped and started again on the same port, tokens and database file."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.server = start_embedded(data_dir)
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> EmbeddedLims:
-        old = self.server
-        self.server = start_embedded(
-            self.data_dir, port=old.port, token=old.token, reader_token=old.reader_token
-        )
-        return self.server
-
-
-@pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[Restartable]:
-    lims = Restartable(tmp_path / "lims")
-    yield lims
-    if lims.server.running:
-        lims.server.stop()
-
-
 def test_a_lims_stopped_mid_night_gets_every_record_once_when_it_is_back(
     restartable: Restartable, tmp_path: Path
 ) -> None:
@@ -331,7 +293,9 @@ def test_a_lims_stopped_mid_night_gets_every_record_once_when_it_is_back(
         restartable.start()
         results["1:3"] = run_mxpresse(client, "1:3", tmp_path / "data")
         client.flush()
-        wait_until(lambda: client.pending() == 0)  # the replay thread may hold the last ones
+        wait_until(
+            lambda: client.pending() == 0, timeout_s=20.0, poll_s=0.02
+        )  # the replay thread may hold the last ones
         assert client.failed() == [] and not client.down
 
     with LimsClient(restartable.server.url, restartable.server.reader_token, **FAST) as reader:

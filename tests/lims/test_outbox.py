@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -16,42 +15,10 @@ import requests
 from lims.client import LimsAuthError, LimsClient, LimsRejected, Visit
 from lims.client import records as r
 from lims.client.outbox import Outbox, Write
-from lims.service.embedded import EmbeddedLims, start_embedded
+from lims.service.embedded import EmbeddedLims
 from tests.lims.conftest import FAST
+from tests.lims.helpers import Restartable, wait_until
 from tests.lims.mxpresse import expected_counts, seed_session, table_counts, verify_run, write_run
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Poll ``condition``; fail (not a timing assertion: a bound for a hang) after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
-class Restartable:
-    """A LIMS that a test stops and starts again on the same port, tokens and database."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.server: EmbeddedLims = start_embedded(data_dir)
-        self.url, self.token, self.port = self.server.url, self.server.token, self.server.port
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> None:
-        self.server = start_embedded(
-            self.data_dir, port=self.port, token=self.token, reader_token=self.server.reader_token
-        )
-
-
-@pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[Restartable]:
-    lims = Restartable(tmp_path / "lims")
-    yield lims
-    if lims.server.running:
-        lims.server.stop()
 
 
 def test_lims_down_mid_run_the_outbox_replays_everything_once_by_itself(

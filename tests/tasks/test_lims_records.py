@@ -4,8 +4,7 @@ the right links and units, and a LIMS that refuses, is missing or is down never 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from lims.client import Handle, LimsClient, Visit
 from lims.client import records as r
 from lims.service.embedded import EmbeddedLims, start_embedded
 from tests.lims.conftest import FAST
+from tests.lims.helpers import Restartable, wait_until
+from tests.lims.mxpresse import table_counts
 
 T0 = datetime(2025, 3, 1, 22, 0, 0, tzinfo=UTC)
 VISIT = Visit("mx1234", 1)
@@ -33,18 +34,6 @@ MESH = (12, 10)
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Poll ``condition``; fail (a bound for a hang, not a timing assertion) after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
-def table_counts(client: LimsClient) -> dict[str, int]:
-    return {name: count for name, count in client.counts().items() if count}
 
 
 def ident(handle: Handle | int | None) -> int:
@@ -506,31 +495,6 @@ def test_bad_values_from_a_task_are_bugs_and_raise(client: LimsClient) -> None:
     with pytest.raises(ValueError, match="processing status 'done' unknown"):
         writer.add_processing(1, {"program": "x", "status": "done"})
     assert writer.errors == []
-
-
-class Restartable:
-    """A LIMS stopped and started again on the same port, tokens and database."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.server = start_embedded(data_dir)
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def start(self) -> None:
-        old = self.server
-        self.server = start_embedded(
-            self.data_dir, port=old.port, token=old.token, reader_token=old.reader_token
-        )
-
-
-@pytest.fixture
-def restartable(tmp_path: Path) -> Iterator[Restartable]:
-    lims = Restartable(tmp_path / "lims")
-    yield lims
-    if lims.server.running:
-        lims.server.stop()
 
 
 def test_while_the_lims_is_down_writes_queue_and_arrive_once_when_it_is_back(

@@ -4,7 +4,6 @@ the right links and units, and a LIMS that refuses, is missing or is down never 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from bes.tasks.lims_records import (
 )
 from lims.client import Handle, LimsClient, Visit
 from lims.client import records as r
-from lims.service.embedded import EmbeddedLims, start_embedded
+from lims.service.embedded import EmbeddedLims
 from tests.lims.conftest import FAST
 from tests.lims.helpers import Restartable, wait_until
 from tests.lims.mxpresse import table_counts
@@ -41,20 +40,6 @@ def ident(handle: Handle | int | None) -> int:
         return handle
     assert handle is not None and handle.id is not None, handle
     return handle.id
-
-
-@pytest.fixture
-def lims(tmp_path: Path) -> Iterator[EmbeddedLims]:
-    server = start_embedded(tmp_path / "lims")
-    yield server
-    if server.running:
-        server.stop()
-
-
-@pytest.fixture
-def client(lims: EmbeddedLims, tmp_path: Path) -> Iterator[LimsClient]:
-    with LimsClient(lims.url, lims.token, outbox=tmp_path / "outbox.sqlite", **FAST) as c:
-        yield c
 
 
 # -- the sample ----------------------------------------------------------------------------------

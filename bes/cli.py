@@ -131,13 +131,17 @@ def _command_registrars() -> list[Callable[[Any], None]]:
     """Subcommands of the other areas (engine, record, queue, LIMS, ...)."""
     from bes.engine.cli import add_workflows_commands
     from bes.record.cli import add_record_commands
+    from bes.server.cli import add_server_commands
     from bes.station.cli import add_station_commands
+    from bes.station.night_cli import add_night_command
     from lims.cli import add_lims_commands  # imports lims.service only in `bes lims serve`
 
     registrars: list[Callable[[Any], None]] = [
         add_workflows_commands,
         add_record_commands,
         add_station_commands,
+        add_night_command,
+        add_server_commands,
         add_lims_commands,
     ]
     return registrars

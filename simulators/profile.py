@@ -67,10 +67,31 @@ class SampleChangerTiming:
     load_s: float
     unload_s: float
     exchange_s: float
+    fetch_s: float
+    put_back_s: float
     load_timeout_s: float
     reset_s: float
     supports_exchange: bool
     supports_prefetch: bool
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fetch_s <= min(self.load_s, self.exchange_s):
+            raise ValueError(
+                f"fetch_s = {self.fetch_s} must be within 0..min(load_s, exchange_s) = "
+                f"{min(self.load_s, self.exchange_s)}: it is the dewar part of a load or exchange"
+            )
+        if self.put_back_s < 0:
+            raise ValueError(f"put_back_s must be >= 0, got {self.put_back_s}")
+
+    @property
+    def load_swap_s(self) -> float:
+        """The goniometer part of a load: what is left when the pin was prefetched."""
+        return self.load_s - self.fetch_s
+
+    @property
+    def exchange_swap_s(self) -> float:
+        """The goniometer part of an exchange: what is left when the pin was prefetched."""
+        return self.exchange_s - self.fetch_s
 
 
 @dataclass(frozen=True)
@@ -137,7 +158,10 @@ def _section(kind: type, values: dict[str, Any], path: Path, name: str = "goniom
         raise ValueError(
             f"timing profile {path} [{name}]: missing {sorted(missing)}, unknown {sorted(unknown)}"
         )
-    return kind(**values)
+    try:
+        return kind(**values)
+    except ValueError as exc:
+        raise ValueError(f"timing profile {path} [{name}]: {exc}") from None
 
 
 def load_profile(path: str | None = None) -> TimingProfile:

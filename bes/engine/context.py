@@ -93,6 +93,10 @@ class RunContext:
     state: dict[str, Any] = field(default_factory=dict)
     """What the run's tasks share besides their links: the MX tasks keep the sample's
     ``bes.tasks.mx_state.SampleRun`` here (parameters, data layout, LIMS writer, dose used)."""
+    between_steps: Callable[[], None] | None = None
+    """Called by the engine thread between two node executions, holding no engine lock: a
+    queue pauses a run here (it returns when the run may go on; an abort set meanwhile ends
+    the run at once). Time spent in it does not count towards ``workflow_timeout_s``."""
     metadata_sink: MetadataSink | None = field(default=None, init=False, repr=False, compare=False)
     """Set by the engine while it runs a workflow with this context: where :meth:`report`
     sends metadata (the engine turns it into a MetadataReported event)."""

@@ -105,6 +105,8 @@ class Scheduler:
         self.error: NodeError | None = None
         self.abandoned_thread = False
         self.deadline: float | None = None
+        self._paused = False
+        """The engine thread is in the context's pause point (no deadline runs meanwhile)."""
         self._nodes = {node_id: _node_info(graph, node_id) for node_id in graph.nodes}
         self._lock = threading.RLock()
         self._stopping = False
@@ -220,7 +222,7 @@ class Scheduler:
                 if running is not None and timeout is not None and now - running.started >= timeout:
                     self._timeout(running, f"task ran longer than {timeout} s (task_timeout_s)")
                     return
-                if self.deadline is not None and now >= self.deadline:
+                if self.deadline is not None and not self._paused and now >= self.deadline:
                     self._timeout(
                         running,
                         f"workflow ran longer than {self.limits.workflow_timeout_s} s "
@@ -283,6 +285,7 @@ class Scheduler:
         )
 
     def _drive(self, start: Callable[[], None]) -> None:
+        first = True
         try:
             start()
             while self.queue and not self._stopping:
@@ -300,12 +303,29 @@ class Scheduler:
                         )
                     )
                     break
+                if first:
+                    first = False
+                elif self.context.between_steps is not None:
+                    self._between_steps(self.context.between_steps)
+                    if self.context.abort.is_set() or self._stopping:
+                        continue
                 self._run_job(self.queue.popleft())
         except BaseException as exc:
             logger.exception("workflow %s: engine error", self.workflow)
             self._fail(_node_error(None, exc, kind="engine"))
         finally:
             self._finished.set()
+
+    def _between_steps(self, hook: Callable[[], None]) -> None:
+        """The context's pause point; the time it takes moves the workflow deadline."""
+        started = time.monotonic()
+        self._paused = True
+        try:
+            hook()
+        finally:
+            if self.deadline is not None:
+                self.deadline += time.monotonic() - started
+            self._paused = False
 
     def _run_job(self, job: _Job) -> None:
         node = job.node

@@ -48,6 +48,14 @@ class PinInfo:
 
 @runtime_checkable
 class SampleChanger(Protocol):
+    """The robot and its dewar.
+
+    Throughput: ``exchange`` swaps the mounted pin for the next in one move (when
+    ``supports_exchange``); ``prefetch`` lets the robot fetch the next pin from the dewar
+    while the goniometer and detector still work on the mounted one (when
+    ``supports_prefetch``). Callers check ``supports_prefetch`` before calling ``prefetch``.
+    """
+
     name: str
 
     @property
@@ -58,6 +66,14 @@ class SampleChanger(Protocol):
 
     @property
     def supports_exchange(self) -> bool: ...
+
+    @property
+    def supports_prefetch(self) -> bool:
+        """True if :meth:`prefetch` may be called (the robot can hold the next pin)."""
+
+    @property
+    def prefetched(self) -> Location | None:
+        """The pin being fetched or held in the gripper by :meth:`prefetch`, if any."""
 
     def inventory(self) -> list[PinInfo]: ...
 
@@ -70,5 +86,18 @@ class SampleChanger(Protocol):
     def exchange(self, location: Location) -> None:
         """Unload the mounted pin and load ``location`` in one robot move."""
 
+    def prefetch(self, location: Location) -> None:
+        """Start fetching the pin at ``location`` from the dewar; return at once.
+
+        The fetch runs while the beamline works on the mounted sample (it does not block
+        the beamline's time); the next ``exchange(location)``, or ``load(location)`` with
+        nothing mounted, is then shorter. A later move to another location first puts the
+        prefetched pin back (that move takes longer). Faults found while fetching (e.g. no
+        pin at ``location``) are raised by that exchange or load, as without a prefetch.
+        Refused with a ``DeviceError`` if not ``supports_prefetch``, in FAULT, busy, or
+        if ``location`` is the mounted pin.
+        """
+
     def reset(self) -> None:
-        """Clear a FAULT (after a person or a recovery procedure checked the robot)."""
+        """Clear a FAULT (after a person or a recovery procedure checked the robot) and
+        any prefetch (a prefetched pin goes back to the dewar)."""

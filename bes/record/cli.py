@@ -256,7 +256,7 @@ def _mine(args: argparse.Namespace) -> int:
     answers = run_queries(miner, filters, args.queries)
     console.print(f"[bold]{miner.db.display_url}[/bold]: {filters.describe()}")
     for answer in answers:
-        _print_frame(
+        print_frame(
             console, answer.frame, f"{answer.query.title} ({answer.seconds:.3f} s)", args.rows
         )
     if args.plots:
@@ -268,7 +268,7 @@ def _mine(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_frame(console: Console, frame: Any, title: str, rows: int) -> None:
+def print_frame(console: Console, frame: Any, title: str, rows: int) -> None:
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in frame.columns:
         table.add_column(str(column), overflow="fold")

@@ -53,6 +53,8 @@ class Station:
     """The LIMS client; None with ``no_lims``."""
     lims_service: RunningLims | None = None
     """The embedded LIMS when the station serves its own; None for a LIMS given by URL."""
+    lims_token: str | None = field(default=None, repr=False)
+    """The writer token of the LIMS (for a second client, e.g. loading a sample sheet)."""
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
 
     def context(self, **limits: Any) -> RunContext:
@@ -106,17 +108,22 @@ class Station:
         subscribers: Iterable[Subscriber] = (),
         labels: Mapping[str, Any] | None = None,
         handle_signals: bool = True,
+        context: RunContext | None = None,
+        run_id: str | None = None,
         **limits: Any,
     ) -> RunReport:
         """Run ``recipe`` once with ``inputs`` in a new context and report it: the run's
         summary, the LIMS records it added, its id in the workflow database (committed when
         this returns). ``labels``: the recorder's run labels (``session``, ``sample`` ...);
-        ``handle_signals``: Ctrl-C / SIGTERM abort the run (main thread only)."""
+        ``handle_signals``: Ctrl-C / SIGTERM abort the run (main thread only). ``context``: a
+        context made by :meth:`context` (so the caller holds its abort flag and pause point;
+        ``limits`` are then ignored); ``run_id``: the run's id (a new one by default)."""
         from bes.engine.runner import run_workflow
         from bes.station.report import RunReport, summary_of
 
-        context = self.context(**limits)
-        run_id = uuid.uuid4().hex
+        if context is None:
+            context = self.context(**limits)
+        run_id = run_id or uuid.uuid4().hex
         if labels:
             self.recorder.label_run(run_id, **labels)
         before = self.lims_counts()
@@ -225,7 +232,7 @@ def open_station(
         stack.callback(database.dispose)
         recorder = Recorder(database, beamline=beamline)
         stack.callback(recorder.close)
-        client, service = _open_lims(stack, data_dir, lims_url, lims_token, no_lims)
+        client, service, token = _open_lims(stack, data_dir, lims_url, lims_token, no_lims)
         station = Station(
             beamline=beamline,
             data_dir=data_dir,
@@ -233,6 +240,7 @@ def open_station(
             recorder=recorder,
             lims=client,
             lims_service=service,
+            lims_token=token,
             _stack=stack.pop_all(),
         )
     return station
@@ -244,16 +252,16 @@ def _open_lims(
     lims_url: str | None,
     lims_token: str | None,
     no_lims: bool,
-) -> tuple[LimsClient | None, RunningLims | None]:
+) -> tuple[LimsClient | None, RunningLims | None, str | None]:
     if no_lims:
-        return None, None
+        return None, None, None
     from lims.client import LimsClient
 
     if lims_url is not None:
         token = lims_token or _token_file_writer(data_dir / LIMS_FOLDER)
         client = LimsClient(lims_url, token, outbox=data_dir / REMOTE_OUTBOX)
         stack.callback(client.close)
-        return client, None
+        return client, None, token
 
     from bes.station.lims_embedded import start_station_lims
 
@@ -262,7 +270,7 @@ def _open_lims(
     stack.callback(service.stop)
     client = LimsClient(service.url, service.token, outbox=folder / EMBEDDED_OUTBOX)
     stack.callback(_close_client, client)
-    return client, service
+    return client, service, service.token
 
 
 def _close_lims_records(context: RunContext, reason: str | None) -> None:

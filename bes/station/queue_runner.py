@@ -1,0 +1,231 @@
+"""``StationQueue``: the sample queue (``bes.queue``) running its entries on an open station.
+
+One attempt at one entry is one ``Station.run`` of the entry's recipe on its pin, with:
+
+- the run's id, phases (MOUNTED, RUNNING, UNMOUNTING) and pause points given to the queue
+  (``PhaseReporter`` without its event-time pause point: the engine pauses between steps
+  through ``RunContext.between_steps``, holding no lock);
+- abort and skip reaching the run's context at once (the engine stops the beamline);
+- the pin left on the goniometer while more samples wait, so that the next mount is one
+  exchange, and the pin after it fetched from the dewar during the run when the sample
+  changer can prefetch; the last pin (or the pin of a stopped or aborted queue) unloaded;
+- a run that failed on a beamline-level fault raising it again (``SampleChangerFault``:
+  the queue goes to FAULT; ``BeamLossError``: the sample is re-queued and the queue waits
+  for the beam).
+
+``beamline_lock`` is held while a sample runs: a REST client that drives the beamline outside
+the queue (``POST /RUN``) takes it too, so that the two never move the hardware at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from bes.engine.events import EngineEvent, NodeEnded
+from bes.hal.errors import BeamLossError, DeviceError, SampleChangerFault
+from bes.hal.sample_changer import Location
+from bes.queue import QueueEntry, QueueManager, QueueState, QueueStore, RunControl
+from bes.queue.phases import MOUNT_TASKS, PhaseReporter
+from bes.queue.store import RecoveryPolicy
+
+if TYPE_CHECKING:
+    from bes.engine.events import Subscriber
+    from bes.station.report import RunReport
+    from bes.station.station import Station
+
+logger = logging.getLogger(__name__)
+
+RAISED_AGAIN: dict[str, type[DeviceError]] = {
+    "SampleChangerFault": SampleChangerFault,
+    "BeamLossError": BeamLossError,
+}
+"""Faults that end a run ``failed`` but are the beamline's, not the sample's: the runner
+raises them again so that the queue acts on them (by the ``Type:`` the fault handler gives)."""
+
+RunListener = Callable[[QueueEntry, "RunReport"], None]
+
+
+class StationQueue:
+    """The queue of ``station``: its store (``DATA_DIR/queue.sqlite`` unless given), the
+    manager and the runner. ``subscribers``: engine-event subscribers of every run (progress
+    displays, REST event streams); ``on_report(entry, report)``: called after each run."""
+
+    def __init__(
+        self,
+        station: Station,
+        *,
+        store: QueueStore | None = None,
+        policy: RecoveryPolicy = "requeue",
+        recover_sample_changer: bool = True,
+        keep_going: bool = True,
+        prefetch: bool = True,
+        poll_s: float = 1.0,
+        subscribers: Iterable[Subscriber] = (),
+        on_report: RunListener | None = None,
+    ) -> None:
+        self.station = station
+        self.store = store if store is not None else QueueStore.in_dir(station.data_dir)
+        self._own_store = store is None
+        self.prefetch = prefetch
+        self.subscribers: list[Subscriber] = list(subscribers)
+        self.on_report = on_report
+        self.beamline_lock = threading.Lock()
+        self.reports: dict[int, RunReport] = {}
+        """The last run report of each entry run by this process."""
+        self.manager = QueueManager(
+            self.store,
+            self.run_entry,
+            recorder=station.recorder,
+            beamline=station.beamline,
+            keep_going=keep_going,
+            recover_sample_changer=recover_sample_changer,
+            policy=policy,
+            poll_s=poll_s,
+        )
+
+    # -- the runner --------------------------------------------------------------------
+
+    def run_entry(self, entry: QueueEntry, control: RunControl) -> RunReport:
+        """One attempt at ``entry`` (the queue's runner)."""
+        station = self.station
+        with self.beamline_lock:
+            context = station.context()
+            context.between_steps = control.checkpoint
+            control.on_abort(context.request_abort)
+            run_id = uuid.uuid4().hex
+            control.started(run_id)
+            inputs: dict[str, Any] = {"data_root": str(station.data_dir), **entry.inputs()}
+            leave_mounted = "unmount_at_end" not in entry.parameters and self._more_to_come(entry)
+            if leave_mounted:
+                inputs["unmount_at_end"] = False
+            subscribers: list[Subscriber] = [
+                PhaseReporter(control, pause_points=False),
+                *([_Prefetcher(self, entry)] if self.prefetch else []),
+                *self.subscribers,
+            ]
+            report = station.run(
+                entry.recipe,
+                inputs,
+                subscribers=subscribers,
+                labels={"sample": entry.sample},
+                handle_signals=False,
+                context=context,
+                run_id=run_id,
+            )
+            self.reports[entry.id] = report
+            if leave_mounted and not self._more_to_come(entry):
+                self._unload_left_pin()
+        if self.on_report is not None:
+            try:
+                self.on_report(entry, report)
+            except Exception:
+                logger.exception("run listener failed on queue entry %s", entry.id)
+        _raise_beamline_fault(report)
+        return report
+
+    def _more_to_come(self, entry: QueueEntry) -> bool:
+        """Another entry waits and the queue goes on after this one."""
+        if self.manager.state not in (QueueState.RUNNING, QueueState.PAUSING, QueueState.PAUSED):
+            return False
+        following = self.store.next_queued()
+        return following is not None and following.id != entry.id
+
+    def next_location(self, entry: QueueEntry) -> Location | None:
+        """The pin the queue will mount after ``entry``, if any."""
+        following = self.store.next_queued()
+        if following is None or following.id == entry.id:
+            return None
+        try:
+            return Location.parse(following.location)
+        except ValueError:
+            return None
+
+    def _unload_left_pin(self) -> None:
+        """The queue ends (empty, stopped or aborted): put back the pin left mounted."""
+        changer = self.station.beamline.sample_changer
+        if changer.mounted is None:
+            return
+        try:
+            changer.unload()
+        except DeviceError as exc:
+            logger.error("could not unload %s at the end of the queue: %s", changer.mounted, exc)
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Abort what runs, wait for the worker, put back a pin left mounted, close the store
+        (when this object opened it)."""
+        self.manager.close(timeout_s)
+        with self.beamline_lock:
+            self._unload_left_pin()
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> StationQueue:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Prefetcher:
+    """After the mount node, asks the sample changer to fetch the next pin of the queue."""
+
+    def __init__(self, queue: StationQueue, entry: QueueEntry) -> None:
+        self.queue = queue
+        self.entry = entry
+
+    def on_event(self, event: EngineEvent) -> None:
+        if not (
+            isinstance(event, NodeEnded)
+            and event.status == "finished"
+            and event.task_identifier in MOUNT_TASKS
+        ):
+            return
+        changer = self.queue.station.beamline.sample_changer
+        if not changer.supports_prefetch:
+            return
+        location = self.queue.next_location(self.entry)
+        if location is None:
+            return
+        try:
+            changer.prefetch(location)
+        except DeviceError as exc:  # the exchange will meet the fault again and record it
+            logger.warning("prefetch of %s failed: %s", location, exc)
+
+
+def _raise_beamline_fault(report: RunReport) -> None:
+    if report.status != "failed" or not report.error:
+        return
+    kind, _, rest = report.error.partition(":")
+    error = RAISED_AGAIN.get(kind.strip())
+    if error is None:
+        return
+    parsed = _DEVICE_MESSAGE.match(rest.strip())
+    if parsed is None:
+        raise error("beamline", rest.strip())
+    device, pin, message = parsed.groups()
+    raise error(device, message, pin)
+
+
+_DEVICE_MESSAGE = re.compile(r"^(\w+)(?: \(pin ([^)]+)\))?: (.*)$", re.DOTALL)
+"""``device (pin P): message``, as ``DeviceError`` words itself."""
+
+
+def queue_file(data_dir: Path) -> Path:
+    """Where ``StationQueue`` keeps the queue of a data directory."""
+    from bes.queue import QUEUE_FILE
+
+    return Path(data_dir) / QUEUE_FILE

@@ -89,6 +89,8 @@ class StationQueue:
             policy=policy,
             poll_s=poll_s,
         )
+        self.backfilled = backfill_transitions(self.store, station)
+        """Sample transitions of an earlier process recorded now (see the function)."""
 
     # -- the runner --------------------------------------------------------------------
 
@@ -222,6 +224,48 @@ def _raise_beamline_fault(report: RunReport) -> None:
 
 _DEVICE_MESSAGE = re.compile(r"^(\w+)(?: \(pin ([^)]+)\))?: (.*)$", re.DOTALL)
 """``device (pin P): message``, as ``DeviceError`` words itself."""
+
+
+def backfill_transitions(store: QueueStore, station: Station) -> int:
+    """Record in the workflow database the sample transitions the queue file holds but the
+    database lacks, with their own times and reasons: the queue commits a change before the
+    recorder's writer thread does, so a process killed in between leaves the database behind.
+    Returns how many were recorded."""
+    from sqlalchemy import select
+
+    from bes.record.schema import SampleTransition
+
+    entries = store.list()
+    if not entries:
+        return 0
+    samples = sorted({entry.sample for entry in entries})
+    column = SampleTransition
+    with station.database.engine.connect() as connection:
+        rows = connection.execute(
+            select(column.sample, column.to_state, column.time).where(column.sample.in_(samples))
+        ).all()
+    recorded = {(sample, state, round(when, 3)) for sample, state, when in rows}
+    missing = 0
+    for entry in entries:
+        for change in store.history(entry.id):
+            if change.from_state is None:  # the entry was added: a queue event, not a move
+                continue
+            key = (entry.sample, change.to_state.name, round(change.time, 3))
+            if key in recorded:
+                continue
+            station.recorder.sample_transition(
+                entry.sample,
+                change.to_state,
+                from_state=change.from_state,
+                run_id=change.run_id,
+                reason=change.reason,
+                time_s=change.time,
+            )
+            missing += 1
+    if missing:
+        logger.warning("recorded %d sample transitions an earlier process had not", missing)
+        station.recorder.flush()
+    return missing
 
 
 def queue_file(data_dir: Path) -> Path:

@@ -31,12 +31,21 @@ from typing import TYPE_CHECKING, Any
 from bes.engine.events import EngineEvent, NodeEnded
 from bes.hal.errors import BeamLossError, DeviceError, SampleChangerFault
 from bes.hal.sample_changer import Location
-from bes.queue import QueueEntry, QueueManager, QueueState, QueueStore, RunControl
+from bes.queue import (
+    QueueEntry,
+    QueueManager,
+    QueueState,
+    QueueStore,
+    RunControl,
+    beamline_readiness,
+)
 from bes.queue.phases import MOUNT_TASKS, PhaseReporter
+from bes.queue.readiness import Readiness
 from bes.queue.store import RecoveryPolicy
 
 if TYPE_CHECKING:
     from bes.engine.events import Subscriber
+    from bes.hal import Beamline
     from bes.station.report import RunReport
     from bes.station.station import Station
 
@@ -48,6 +57,9 @@ RAISED_AGAIN: dict[str, type[DeviceError]] = {
 }
 """Faults that end a run ``failed`` but are the beamline's, not the sample's: the runner
 raises them again so that the queue acts on them (by the ``Type:`` the fault handler gives)."""
+
+READY_PACE_S = 5.0
+"""Beamline time between two looks at a beamline the queue waits for."""
 
 RunListener = Callable[[QueueEntry, "RunReport"], None]
 
@@ -88,6 +100,7 @@ class StationQueue:
             recover_sample_changer=recover_sample_changer,
             policy=policy,
             poll_s=poll_s,
+            beamline_ready=clock_paced_readiness(station.beamline),
         )
         self.backfilled = backfill_transitions(self.store, station)
         """Sample transitions of an earlier process recorded now (see the function)."""
@@ -209,21 +222,38 @@ class _Prefetcher:
 
 
 def _raise_beamline_fault(report: RunReport) -> None:
+    """Raise the beamline-level fault a failed run ended on (the fault handler's reason
+    ``Type: device (pin P): message`` is in the run's error)."""
     if report.status != "failed" or not report.error:
         return
-    kind, _, rest = report.error.partition(":")
-    error = RAISED_AGAIN.get(kind.strip())
-    if error is None:
+    found = _FAULT.search(report.error)
+    if found is None:
         return
-    parsed = _DEVICE_MESSAGE.match(rest.strip())
-    if parsed is None:
-        raise error("beamline", rest.strip())
-    device, pin, message = parsed.groups()
-    raise error(device, message, pin)
+    kind, device, pin, message = found.groups()
+    raise RAISED_AGAIN[kind](device, message.strip(), pin)
 
 
-_DEVICE_MESSAGE = re.compile(r"^(\w+)(?: \(pin ([^)]+)\))?: (.*)$", re.DOTALL)
-"""``device (pin P): message``, as ``DeviceError`` words itself."""
+_FAULT = re.compile(
+    r"\b(" + "|".join(RAISED_AGAIN) + r"): (\w+)(?: \(pin ([^)]+)\))?: (.*)$", re.DOTALL
+)
+"""``Type: device (pin P): message``, as ``DeviceError`` words itself."""
+
+
+def clock_paced_readiness(beamline: Beamline, pace_s: float = READY_PACE_S) -> Readiness:
+    """The default readiness check (beam on, sample changer READY), which lets ``pace_s`` of
+    beamline time pass before it looks again while the queue waits: a beam loss ends in
+    beamline time, which a simulated instant clock only counts when something waits on it."""
+    check = beamline_readiness(beamline)
+    waiting = [False]
+
+    def ready() -> str | None:
+        if waiting[0]:
+            beamline.clock.sleep(pace_s)
+        wait = check()
+        waiting[0] = wait is not None
+        return wait
+
+    return ready
 
 
 def backfill_transitions(store: QueueStore, station: Station) -> int:

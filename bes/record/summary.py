@@ -34,6 +34,8 @@ NUMERIC_KEYS: dict[str, str] = {
 """Metadata key -> unit, for keys summarised per run (the column has the key's name).
 ``crystal_size_um``: the crystal's largest extent; ``max_score``: the best mesh score
 (DOZOR-like); ``resolution_a``: resolution of the data (or of characterisation)."""
+MAX_KEYS = frozenset({"max_score"})
+"""Numeric keys a run reports more than once (one per mesh) whose summary is the largest."""
 TEXT_KEYS = ("space_group", "outcome", "reason")
 """Text keys summarised per run. ``outcome``: the recipe's verdict on the sample (e.g.
 ``collected``, ``no_diffraction``); ``reason``: why, in a few words."""
@@ -133,6 +135,9 @@ class RunTally:
             if unit not in (None, wanted) and not (wanted is None and unit == ""):
                 self.ignored_units.append(f"{key} in {unit!r}, expected {wanted!r}")
                 return
+            previous = self.values.get(key)
+            if key in MAX_KEYS and isinstance(previous, float | int):
+                number = max(number, previous)
             self.values[key] = number
         elif key in TEXT_KEYS:
             self.values[key] = None if value is None else str(value)

@@ -138,3 +138,15 @@ def test_tally_rules() -> None:
     assert tally.step_rows("1971-01-01", None, "r")[1]["period"] == "1971-01"
     assert normalise_reason("a 1.5e-3 b\nsecond line") == "a # b"
     assert [duration_bin(s) for s in (0.0, 1e-3, 0.00126, 1.0, 1e9)] == [0, 0, 1, 30, 79]
+
+
+def test_the_summary_keeps_the_best_of_the_max_scores_a_run_reports() -> None:
+    """One max_score per mesh: the run's is the best of them, whichever mesh came last."""
+    tally = RunTally()
+    for score in (42.0, 7.5):
+        tally.metadata("max_score", score, None)
+    tally.metadata("resolution_a", 2.5, "A")
+    tally.metadata("resolution_a", 1.9, "A")
+
+    assert tally.values["max_score"] == 42.0
+    assert tally.values["resolution_a"] == 1.9  # other keys: the last value

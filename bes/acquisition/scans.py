@@ -26,6 +26,7 @@ from bes.frames.nxmx import NxmxSeries
 from bes.frames.source import FrameSeries
 from bes.hal import Beamline
 from bes.hal.detector import AcquisitionResult, ArmRequest, FileFormat
+from bes.hal.errors import ActionInterrupted
 
 FIRST_FILE_TIMEOUT_S = 30.0
 """How long to wait for the detector's first file before calling the acquisition stuck."""
@@ -95,10 +96,24 @@ def acquire(
         # The detector's own verdict: a detector fault cuts the series short, and following
         # must stop at once with the fault (not stall, or trip over the short files).
         try:
-            results.append(detector.wait())
+            result = detector.wait()
         except BaseException as exc:
             failure.append(exc)
             halt.set()
+            return
+        if result.frames_written < request.n_frames:
+            # Stopped short without a fault: an abort stopped the detector after the motion
+            # ended. No more frames will come; following must not wait for them.
+            failure.append(
+                ActionInterrupted(
+                    detector.name,
+                    f"acquisition stopped after {result.frames_written} of "
+                    f"{request.n_frames} frames",
+                )
+            )
+            halt.set()
+            return
+        results.append(result)
 
     worker = threading.Thread(target=run_motion, name="bes-scan-motion", daemon=True)
     worker.start()

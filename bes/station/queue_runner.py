@@ -135,8 +135,9 @@ class StationQueue:
                 run_id=run_id,
             )
             self.reports[entry.id] = report
-            if leave_mounted and not self._more_to_come(entry):
-                self._unload_left_pin()
+            asked_to_keep = entry.parameters.get("unmount_at_end") is False
+            if not asked_to_keep and not self._more_to_come(entry):
+                self._unload_left_pin()  # also after an abort or skip: no fault handler ran
         if self.on_report is not None:
             try:
                 self.on_report(entry, report)

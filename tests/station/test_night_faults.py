@@ -76,9 +76,7 @@ def test_a_sample_changer_fault_is_recovered_once_by_a_reset(tmp_path: Path) -> 
 
 
 def test_a_fault_that_comes_back_ends_the_night_for_a_person(tmp_path: Path) -> None:
-    report, _, _, _ = night_with_faults(
-        tmp_path, {"1:2": ["sample_changer_fault"]}, False
-    )
+    report, _, _, _ = night_with_faults(tmp_path, {"1:2": ["sample_changer_fault"]}, False)
 
     assert not report.complete
     states = [e.state.name for e in report.entries]

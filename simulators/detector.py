@@ -596,5 +596,6 @@ class SimDetector:
         self._settle_bytes(acq)
         acq.frames = acq.writer.frames_written
         acq.closed = True
+        self._renderer.close()  # its threads end with the series (the maps stay cached)
         with acq.done:
             acq.done.notify_all()

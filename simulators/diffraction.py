@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy.special import ndtr
@@ -37,15 +38,16 @@ from simulators.background import (
     pixel_scattering,
     salt_reflections,
 )
-from simulators.geometry import sample_to_lab
 from simulators.illumination import (
     FILM_THICKNESS_UM,
     BeamProfile,
+    Body,
+    beam_weighted_volume,
     crystal_body,
     loop_body,
-    mean_beam_weighted_volume,
+    sub_poses,
 )
-from simulators.poisson import CHUNK_PIXELS, PoissonSampler
+from simulators.poisson import CHUNK_PIXELS, PoissonSampler, frame_seed
 from simulators.reflections import (
     MOSAIC_FWHM_TO_SIGMA,
     REFERENCE_EXPOSURE_S,
@@ -56,6 +58,16 @@ from simulators.reflections import (
     crystal_model,
     reference_photon_density_per_mm2_s,
     reflection_table,
+)
+from simulators.render_kernels import (
+    add_at,
+    add_spots,
+    alias_table,
+    clip_at,
+    poisson_draw,
+    scatter_photons_at,
+    select_crossings,
+    spot_positions,
 )
 from simulators.world import Crystal, Loop, Pin
 
@@ -68,6 +80,9 @@ FAINT_FALL_OFF = 1e-3
 """Reflection tables stop where the reference mean falls below this x the I/sigma = 1 level
 (or at the detector corner, if that comes first)."""
 MAX_SPOT_HALF_WIDTH_PX = 12
+CANDIDATE_SIGMAS = 6.0
+"""A pass through the Ewald sphere is looked at on frames within this many of its rocking
+widths (sigma) of it; beyond, its share of the rocking curve is below 1e-9."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +102,7 @@ class FrameGeometry:
     layout: str = ""
     """Names the pixel layout and mask (e.g. ``eiger2_4m/full``): part of the cache key."""
 
-    @property
+    @cached_property
     def key(self) -> tuple[object, ...]:
         """Everything but the cutoff that fixes the per-pixel maps."""
         return (
@@ -129,8 +144,9 @@ class Frame:
     lit_fraction: tuple[float, ...] = ()
     """Per crystal of the pin: mean photon density over it / the reference beam's peak
     density at full reference flux (1 = fully bathed in the reference beam)."""
-    loop_in_beam: float = 0.0
-    """Beam-weighted solvent film in the beam / film thickness (1 = film face-on, fully hit)."""
+    loop_in_beam: float | None = 0.0
+    """Beam-weighted solvent film in the beam / film thickness (1 = film face-on, fully hit);
+    None when not worked out (a loop without ice or salt shows nothing on a frame)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,8 @@ class _Spots:
     def join(parts: list[_Spots]) -> _Spots:
         if not parts:
             return _Spots.empty()
+        if len(parts) == 1:
+            return parts[0]
         return _Spots(*(np.concatenate([getattr(p, f) for p in parts]) for f in _SPOT_FIELDS))
 
 
@@ -168,6 +186,7 @@ class FrameRenderer:
         beam_profile: str = "gaussian",
         max_cached_crystals: int = 8,
         threads: int | None = None,
+        prefetch: int = 2,
     ) -> None:
         self.rng = np.random.default_rng(seed)
         self.threads = threads if threads is not None else min(4, os.cpu_count() or 1)
@@ -176,16 +195,28 @@ class FrameRenderer:
         self.beam_profile = beam_profile
         BeamProfile((1.0, 1.0), beam_profile)  # validates the profile name
         self._max_crystals = max_cached_crystals
-        self._tables: OrderedDict[tuple[object, ...], tuple[CrystalModel, ReflectionTable]] = (
-            OrderedDict()
-        )
+        self._tables: OrderedDict[
+            tuple[object, ...], tuple[CrystalModel, ReflectionTable, float]
+        ] = OrderedDict()
+        """Per crystal: its model, its reflection table and the d_min the table was made to."""
         self._pixels_key: tuple[object, ...] | None = None
         self._pixels: PixelScattering | None = None
         self._diffuse: np.ndarray | None = None
         self._ice: SparseMap | None = None
         self._sampler_key: tuple[object, ...] | None = None
         self._sampler: PoissonSampler | None = None
+        self._samplers: OrderedDict[tuple[object, ...], PoissonSampler] = OrderedDict()
+        self.prefetch = prefetch
+        """Background frames drawn ahead on a thread of their own (0: none, in the caller)."""
+        self._prefetcher: ThreadPoolExecutor | None = None
+        self._ahead: deque[Future[np.ndarray]] = deque()
+        self._series_base = 0
+        self._series_next = 0
         self._salt: dict[tuple[object, ...], SaltReflections] = {}
+        self._bodies: dict[tuple[object, ...], Body] = {}
+        self._ice_samplers: OrderedDict[tuple[object, ...], PoissonSampler] = OrderedDict()
+        self._ice_alias: np.ndarray | None = None
+        self._weighted: OrderedDict[tuple[object, ...], float] = OrderedDict()
 
     # --- public ------------------------------------------------------------------
 
@@ -201,10 +232,12 @@ class FrameRenderer:
         window = OmegaWindow.of(exposure)
         parts: list[_Spots] = []
         lit: list[float] = []
-        loop_hit = 0.0
-        touched: list[np.ndarray] = []
+        loop_hit: float | None = 0.0
+        touched: list[np.ndarray | None] = []
         if pin is not None and pin.present:
-            if pin.loop is not None:
+            if pin.loop is not None and not (pin.loop.ice > 0 or pin.loop.salt):
+                loop_hit = None  # nothing of the loop shows: not worth the integral
+            elif pin.loop is not None:
                 loop_hit = self._loop_in_beam(pin.loop, exposure, beam)
                 if loop_hit > 0:
                     touched.append(self._add_ice(counts, geometry, pin.loop, photons * loop_hit))
@@ -213,19 +246,19 @@ class FrameRenderer:
                 fraction = self._lit_fraction(crystal, exposure, beam)
                 lit.append(fraction)
                 if fraction > 0:
-                    spots = self._crystal_spots(geometry, crystal, exposure, window, fraction)
-                    parts.append(replace(spots, source=np.full(spots.x.size, number)))
+                    parts.append(
+                        self._crystal_spots(geometry, crystal, exposure, window, fraction, number)
+                    )
         spots = _Spots.join(parts)
         touched.append(self._add_spots(counts, geometry, spots))
         overloads = self._clip(counts, geometry, touched)
-        keep = spots.photons > 0
         return Frame(
             counts=counts,
             overloads=overloads,
-            spot_xy_px=np.column_stack([spots.x[keep], spots.y[keep]]),
-            spot_photons=spots.photons[keep],
-            spot_d_a=spots.d_a[keep],
-            spot_crystal=spots.source[keep].astype(np.int64),
+            spot_xy_px=np.column_stack([spots.x, spots.y]),
+            spot_photons=spots.photons,
+            spot_d_a=spots.d_a,
+            spot_crystal=spots.source,
             lit_fraction=tuple(lit),
             loop_in_beam=loop_hit,
         )
@@ -255,21 +288,63 @@ class FrameRenderer:
             )
             self._diffuse = diffuse_map(self._pixels)
             self._ice = ice_map(self._pixels)
+            self._ice_alias = None
             self._pixels_key = geometry.key
             self._sampler = None
             self._sampler_key = None
         return self._pixels
 
     def _background(self, geometry: FrameGeometry, photons: float) -> np.ndarray:
+        """Poisson draws of the air/solvent background. The background of a series is the
+        same map frame after frame, so the next frames' draws are made ahead on a thread of
+        their own (``prefetch``) while this one gets its spots; frame k of a series uses
+        seed ``frame_seed(base, k)`` (``base`` from the renderer's generator when the map
+        changes), whichever thread draws it."""
         self._pixel_maps(geometry)
         if photons <= 0:
             return np.zeros(geometry.shape, dtype=np.uint32)
         key = (geometry.key, photons)
         if self._sampler is None or self._sampler_key != key:
+            self._switch_background(key, geometry, photons)
+        sampler = self._sampler
+        assert sampler is not None
+        pool = self._pool(geometry)
+        if self.prefetch <= 0:
+            counts = sampler.sample_seeded(frame_seed(self._series_base, self._series_next), pool)
+            self._series_next += 1
+            return counts
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="frame-background")
+        while len(self._ahead) < self.prefetch + 1:
+            seed = frame_seed(self._series_base, self._series_next)
+            self._ahead.append(self._prefetcher.submit(sampler.sample_seeded, seed, pool))
+            self._series_next += 1
+        counts = self._ahead.popleft().result()
+        seed = frame_seed(self._series_base, self._series_next)
+        self._ahead.append(self._prefetcher.submit(sampler.sample_seeded, seed, pool))
+        self._series_next += 1
+        return counts
+
+    def _switch_background(
+        self, key: tuple[object, ...], geometry: FrameGeometry, photons: float
+    ) -> None:
+        """A new background map: its sampler (kept for when the map comes back) and a new
+        series of seeds; draws made ahead for the old map are dropped."""
+        for future in self._ahead:
+            future.cancel()
+        self._ahead.clear()
+        sampler = self._samplers.get(key)
+        if sampler is None:
             assert self._diffuse is not None
-            self._sampler = PoissonSampler(self._diffuse * np.float32(photons))
-            self._sampler_key = key
-        return self._sampler.sample(self.rng, self._pool(geometry))
+            sampler = PoissonSampler(self._diffuse * np.float32(photons))
+            self._samplers[key] = sampler
+            while len(self._samplers) > 3:
+                self._samplers.popitem(last=False)
+        self._samplers.move_to_end(key)
+        self._sampler = sampler
+        self._sampler_key = key
+        self._series_base = int(self.rng.integers(0, 2**63))
+        self._series_next = 0
 
     def _pool(self, geometry: FrameGeometry) -> ThreadPoolExecutor | None:
         """A thread pool for frames big enough to gain from one (the 4M), made once."""
@@ -280,7 +355,16 @@ class FrameRenderer:
         return self._executor
 
     def close(self) -> None:
-        """Stop the noise threads (a later frame starts them again)."""
+        """Stop the noise threads and drop the draws made ahead (a later frame starts them
+        again; samplers and tables stay cached)."""
+        for future in self._ahead:
+            future.cancel()
+        self._ahead.clear()
+        self._sampler = None
+        self._sampler_key = None
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown()
+            self._prefetcher = None
         if self._executor is not None:
             self._executor.shutdown()
             self._executor = None
@@ -292,15 +376,69 @@ class FrameRenderer:
         ice = self._ice
         if loop.ice <= 0 or ice is None or ice.index.size == 0:
             return np.zeros(0, dtype=np.int64)
-        draws = self.rng.poisson(ice.value * (photons * loop.ice))
+        scale = photons * loop.ice
+        seed = int(self.rng.integers(0, 2**63))
+        # Poisson(value x scale) = Poisson(value x level) + Poisson(value x (scale - level)):
+        # the level (5 % steps below the scale) has a sampler kept for the next frames, the
+        # rest (< 5 %) is spread as a Poisson total over the alias table of the ring values.
+        step = math.log(1.05)
+        level_index = math.floor(math.log(scale) / step)
+        level = math.exp(level_index * step)
+        if level > scale:
+            level_index -= 1
+            level = math.exp(level_index * step)
+        key = (geometry.key, level_index)
+        sampler = self._ice_samplers.get(key)
+        if sampler is None:
+            sampler = self._ice_samplers[key] = PoissonSampler(ice.value * level)
+            if len(self._ice_samplers) > 32:
+                self._ice_samplers.popitem(last=False)
         flat = counts.reshape(-1)
-        flat[ice.index] += draws.astype(np.uint32)
+        add_at(flat, ice.index, sampler.sample_seeded(seed))
+        rest = float(ice.value.sum()) * (scale - level)
+        if rest > 0:
+            if self._ice_alias is None:
+                self._ice_alias = alias_table(ice.value)
+            n_rest = poisson_draw(rest, np.uint64(frame_seed(seed, 0)))
+            scatter_photons_at(
+                n_rest, self._ice_alias, ice.index, np.uint64(frame_seed(seed, 1)), flat
+            )
         return ice.index
 
     def _loop_in_beam(self, loop: Loop, exposure: Exposure, beam: BeamProfile) -> float:
-        body = loop_body(loop)
-        weighted = mean_beam_weighted_volume(body, exposure.pose_start, exposure.pose_end, beam)
+        key = ("loop", loop.centre_mm, loop.size_um, loop.plane_angle_deg)
+        body = self._bodies.get(key)
+        if body is None:
+            body = self._bodies[key] = loop_body(loop)
+        weighted = self._mean_weighted(key, body, exposure, beam)
         return weighted / (FILM_THICKNESS_UM * 1e-3)
+
+    def _mean_weighted(
+        self, key: tuple[object, ...], body: Body, exposure: Exposure, beam: BeamProfile
+    ) -> float:
+        """``mean_beam_weighted_volume`` of a body over the frame's motion, with the value
+        at each sub-pose kept for the next frames (a rotation frame starts where the one
+        before it ended)."""
+        poses, weights = sub_poses(exposure.pose_start, exposure.pose_end)
+        total = 0.0
+        for pose, weight in zip(poses, weights, strict=True):
+            pose_key = (
+                key,
+                beam,
+                pose["omega"],
+                pose["phiy"],
+                pose["phiz"],
+                pose["sampx"],
+                pose["sampy"],
+            )
+            value = self._weighted.get(pose_key)
+            if value is None:
+                value = beam_weighted_volume(body, pose, beam)
+                self._weighted[pose_key] = value
+                if len(self._weighted) > 64:
+                    self._weighted.popitem(last=False)
+            total += weight * value
+        return total
 
     def _salt_spots(
         self,
@@ -344,14 +482,29 @@ class FrameRenderer:
 
     def _lit_fraction(self, crystal: Crystal, exposure: Exposure, beam: BeamProfile) -> float:
         """Mean photon density over the crystal / the reference beam's peak density."""
-        body = crystal_body(crystal)
-        weighted = mean_beam_weighted_volume(body, exposure.pose_start, exposure.pose_end, beam)
+        key = (
+            "crystal",
+            tuple(crystal.position_mm),
+            tuple(crystal.size_um),
+            np.asarray(crystal.orientation, dtype=float).tobytes(),
+            crystal.shape,
+        )
+        body = self._bodies.get(key)
+        if body is None:
+            if len(self._bodies) > 256:
+                self._bodies.clear()
+            body = self._bodies[key] = crystal_body(crystal)
+        weighted = self._mean_weighted(key, body, exposure, beam)
         density = exposure.flux_ph_s * weighted / body.volume_mm3
         return density / reference_photon_density_per_mm2_s()
 
     def _table(
         self, crystal: Crystal, geometry: FrameGeometry
     ) -> tuple[CrystalModel, ReflectionTable]:
+        """The crystal's reflections to the resolution the frame can show (the faint limit
+        of the crystal or the detector's corner, whichever is lower in resolution). A table
+        made for a closer detector already holds them all (the extra reflections miss the
+        detector), so it is used again when the detector moves back."""
         key = (
             tuple(crystal.position_mm),
             tuple(crystal.size_um),
@@ -362,18 +515,18 @@ class FrameRenderer:
             crystal.mosaicity_deg,
             tuple(crystal.cell),
             geometry.wavelength_a,
-            _corner_resolution_a(geometry),
         )
         hit = self._tables.get(key)
-        if hit is not None:
-            self._tables.move_to_end(key)
-            return hit
-        model = crystal_model(crystal)
+        model = hit[0] if hit is not None else crystal_model(crystal)
         s_lim2 = 1.0 / crystal.resolution_limit_a**2
         s_faint2 = s_lim2 + 2.0 * math.log(1.0 / FAINT_FALL_OFF) / model.b_factor_a2
         d_min = max(1.0 / math.sqrt(s_faint2), _corner_resolution_a(geometry))
+        if hit is not None and hit[2] <= d_min * (1.0 + 1e-9):
+            self._tables.move_to_end(key)
+            return hit[0], hit[1]
         table = reflection_table(crystal, model, geometry.wavelength_a, d_min)
-        self._tables[key] = (model, table)
+        self._tables[key] = (model, table, d_min)
+        self._tables.move_to_end(key)
         while len(self._tables) > self._max_crystals:
             self._tables.popitem(last=False)
         return model, table
@@ -385,103 +538,99 @@ class FrameRenderer:
         exposure: Exposure,
         window: OmegaWindow,
         lit_fraction: float,
+        number: int = 0,
     ) -> _Spots:
+        """The spots of ``crystal`` (number ``number`` of its pin) on this frame."""
         _, table = self._table(crystal, geometry)
         per_degree = lit_fraction * exposure.exposure_s / REFERENCE_EXPOSURE_S
         scale = per_degree * window.per_degree_ratio
-        near = window.select(table.cross_omega_deg, 5.0 * table.narrow_sigma_deg)
-        candidates = np.concatenate([near[~table.is_wide[near]], table.wide_crossings])
-        if candidates.size == 0:
-            return _Spots.empty()
-        sigma = table.cross_sigma_deg[candidates]
-        partiality, omega_c = window.partiality(table.cross_omega_deg[candidates], sigma)
-        ref = table.cross_reflection[candidates]
-        photons = table.photons[ref] * partiality * scale
-        keep = photons >= MIN_SPOT_PHOTONS
-        if not np.any(keep):
-            return _Spots.empty()
-        ref, photons, omega_c = ref[keep], photons[keep], omega_c[keep]
-        # Where the scattered ray goes: at the crossing, or at the frame's nearest edge.
-        omega = np.radians(np.clip(omega_c, window.start_deg, window.end_deg))
-        r0 = table.r_sample[ref]
-        cos_w, sin_w = np.cos(omega), np.sin(omega)
-        r_lab = np.column_stack(
-            [r0[:, 0], cos_w * r0[:, 1] - sin_w * r0[:, 2], sin_w * r0[:, 1] + cos_w * r0[:, 2]]
+        classes = table.by_width
+        ref, photons, omega_c = select_crossings(
+            classes.bin_starts,
+            CANDIDATE_SIGMAS * classes.max_sigma_deg,
+            classes.omega_deg,
+            classes.sigma_deg,
+            classes.reflection,
+            classes.photons,
+            classes.log_photons,
+            window.low_deg,
+            window.high_deg,
+            scale,
+            MIN_SPOT_PHOTONS,
         )
-        k = r_lab.copy()
-        k[:, 2] += 1.0 / geometry.wavelength_a
-        forward = k[:, 2] > 1e-9
-        start, end = exposure.pose_start, exposure.pose_end
-        mid_pose = {m: 0.5 * (v + end.get(m, v)) for m, v in start.items()}
-        origin = sample_to_lab(np.asarray(crystal.position_mm), mid_pose)[0]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            path = (geometry.distance_mm - origin[2]) / k[:, 2]
-            x_mm = origin[0] + k[:, 0] * path
-            y_mm = origin[1] + k[:, 1] * path
-        x = geometry.beam_centre_px[0] + x_mm / geometry.pixel_size_mm
-        y = geometry.beam_centre_px[1] - y_mm / geometry.pixel_size_mm
-        on = forward & _on_frame(x, y, geometry)
-        s = np.sqrt(table.s2[ref[on]])
-        sin_theta = geometry.wavelength_a * s / 2.0
-        # Mosaic blocks fan the diffracted beam out by ~ mosaic x 2 sin(theta).
-        mosaic_rad = math.radians(crystal.mosaicity_deg * MOSAIC_FWHM_TO_SIGMA)
-        spread_px = geometry.distance_mm / geometry.pixel_size_mm * mosaic_rad * 2.0 * sin_theta
+        if ref.size == 0:
+            return _Spots.empty()
+        # Where the scattered ray goes: at the crossing, or at the frame's nearest edge.
+        origin = _lab_point(crystal.position_mm, exposure.pose_start, exposure.pose_end)
+        rows, cols = geometry.shape
+        x, y, photons, sigma, d = spot_positions(
+            ref,
+            omega_c,
+            photons,
+            table.r_sample,
+            table.s2,
+            window.start_deg,
+            window.end_deg,
+            origin,
+            geometry.wavelength_a,
+            geometry.distance_mm,
+            geometry.pixel_size_mm,
+            float(geometry.beam_centre_px[0]),
+            float(geometry.beam_centre_px[1]),
+            rows,
+            cols,
+            float(geometry.spot_sigma_px),
+            # Mosaic blocks fan the diffracted beam out by ~ mosaic x 2 sin(theta).
+            math.radians(crystal.mosaicity_deg * MOSAIC_FWHM_TO_SIGMA),
+        )
         return _Spots(
-            x=x[on],
-            y=y[on],
-            photons=photons[on],
-            sigma_px=np.hypot(geometry.spot_sigma_px, spread_px),
-            d_a=1.0 / s,
-            source=np.zeros(s.size, dtype=np.int64),
+            x=x, y=y, photons=photons, sigma_px=sigma, d_a=d, source=np.full(x.size, number)
         )
 
     # --- drawing -------------------------------------------------------------------
 
-    def _add_spots(self, counts: np.ndarray, geometry: FrameGeometry, spots: _Spots) -> np.ndarray:
-        """Add Poisson draws of pixel-integrated Gaussians; returns the flat indices touched."""
+    def _add_spots(
+        self, counts: np.ndarray, geometry: FrameGeometry, spots: _Spots
+    ) -> np.ndarray | None:
+        """Add Poisson draws of pixel-integrated Gaussians, each over the pixels within 3.5
+        sigma of its centre (at most MAX_SPOT_HALF_WIDTH_PX); returns the flat indices
+        touched, or None when there were too many to list (then the whole frame is
+        clipped)."""
         if spots.photons.size == 0:
             return np.zeros(0, dtype=np.int64)
-        rows, cols = geometry.shape
-        half = int(min(math.ceil(3.5 * float(spots.sigma_px.max())), MAX_SPOT_HALF_WIDTH_PX))
-        offsets = np.arange(-half, half + 1)
-        col0 = np.floor(spots.x).astype(np.int64)
-        row0 = np.floor(spots.y).astype(np.int64)
-        cs = col0[:, None] + offsets[None, :]
-        rs = row0[:, None] + offsets[None, :]
-        sig = spots.sigma_px[:, None]
-        wx = ndtr((cs + 1 - spots.x[:, None]) / sig) - ndtr((cs - spots.x[:, None]) / sig)
-        wy = ndtr((rs + 1 - spots.y[:, None]) / sig) - ndtr((rs - spots.y[:, None]) / sig)
-        mean = spots.photons[:, None, None] * wy[:, :, None] * wx[:, None, :]
-        draws = self.rng.poisson(mean)
-        rr = np.broadcast_to(rs[:, :, None], draws.shape)
-        cc = np.broadcast_to(cs[:, None, :], draws.shape)
-        ok = (draws > 0) & (rr >= 0) & (rr < rows) & (cc >= 0) & (cc < cols)
-        flat_index = rr[ok] * cols + cc[ok]
-        values = draws[ok]
-        live = ~geometry.mask.reshape(-1)[flat_index]
-        flat_index, values = flat_index[live], values[live]
-        np.add.at(counts.reshape(-1), flat_index, values.astype(np.uint32))
-        return flat_index
+        seed = np.uint64(self.rng.integers(0, 2**63))
+        touched, n = add_spots(
+            counts,
+            geometry.mask,
+            spots.x,
+            spots.y,
+            spots.photons,
+            spots.sigma_px,
+            MAX_SPOT_HALF_WIDTH_PX,
+            seed,
+        )
+        return None if n > touched.size else touched[:n]
 
-    def _clip(self, counts: np.ndarray, geometry: FrameGeometry, touched: list[np.ndarray]) -> int:
-        """Clip at the count cutoff; returns the number of overloaded pixels."""
+    def _clip(
+        self, counts: np.ndarray, geometry: FrameGeometry, touched: list[np.ndarray | None]
+    ) -> int:
+        """Clip at the count cutoff; returns the number of overloaded pixels. ``touched``:
+        flat indices of the pixels that got more than background (None: not known)."""
         cutoff = np.uint32(geometry.count_cutoff)
         sampler = self._sampler
         background_may_overload = sampler is not None and (
             sampler.max_mean + 10.0 * math.sqrt(sampler.max_mean) + 10.0 >= geometry.count_cutoff
         )
-        if background_may_overload:
+        if background_may_overload or any(t is None for t in touched):
             over = counts >= cutoff
             n = int(over.sum())
             counts[over] = cutoff
             return n
-        index = np.concatenate(touched) if touched else np.zeros(0, dtype=np.int64)
-        if index.size == 0:
+        known = [t for t in touched if t is not None and t.size]
+        if not known:
             return 0
-        flat = counts.reshape(-1)
-        over = index[flat[index] >= cutoff]
-        flat[over] = cutoff
-        return int(np.unique(over).size)
+        index = known[0] if len(known) == 1 else np.concatenate(known)
+        return clip_at(counts.reshape(-1), index, cutoff)
 
 
 @dataclass(frozen=True)
@@ -531,6 +680,26 @@ class OmegaWindow:
         high = ndtr((self.high_deg - omega) / sigma_deg)
         fraction = high - ndtr((self.low_deg - omega) / sigma_deg)
         return fraction, omega
+
+
+def _lab_point(
+    point_mm: tuple[float, float, float],
+    pose_start: Mapping[str, float],
+    pose_end: Mapping[str, float],
+) -> np.ndarray:
+    """Lab position of a sample-frame point at the middle of a frame's motion
+    (``simulators.geometry.sample_to_lab`` at the mean of the two poses)."""
+
+    def mid(motor: str) -> float:
+        value = float(pose_start[motor])
+        return 0.5 * (value + float(pose_end.get(motor, value)))
+
+    a, b, c = (float(v) for v in point_mm)
+    omega = math.radians(mid("omega"))
+    cos_w, sin_w = math.cos(omega), math.sin(omega)
+    bb, cc = b + mid("sampx"), c + mid("sampy")
+    y = cos_w * bb - sin_w * cc + mid("phiz")
+    return np.array([a + mid("phiy"), y, sin_w * bb + cos_w * cc])
 
 
 def _on_frame(

@@ -1,10 +1,22 @@
-"""Fast Poisson noise for a fixed map of means, drawn afresh for every frame of a scan.
+"""Poisson noise for a fixed map of means, drawn afresh for every frame of a scan.
 
-``Generator.poisson`` costs ~150 ms on an EIGER2 4M frame; this sampler ~30 ms. The means
-are quantised to 1 % steps (log scale), each pixel draws a 12-bit uniform, and a lookup
-table per level maps the uniform's bucket to the count (inverse CDF). Buckets that straddle
-a CDF step are resolved exactly with a fresh float uniform, so the draws are exact Poisson
-for the quantised mean. Means above 1000 use the normal approximation (skew < 3 %).
+Exact Poisson draws of each pixel's mean (as float32), compiled
+(``simulators.render_kernels``). A pixel's mean ``m`` is split into a level ``q`` (the
+largest step of a 1 % log grid not above ``m``) and the rest ``m - q`` (under 1 % of it),
+and the pixel gets the sum of a Poisson(q) and a Poisson(m - q) draw, which is a Poisson(m)
+draw:
+
+- Poisson(q): one 12-bit uniform per pixel and a lookup table per level that maps the
+  uniform's bucket to the count (inverse CDF); the few buckets that straddle a CDF step
+  take a fresh uniform and search the level's CDF, so the inversion is exact.
+- Poisson(m - q) for all pixels at once: the total is drawn, N ~ Poisson(sum of the
+  rests), and each of the N counts goes to a pixel drawn with probability rest / sum
+  (Walker's alias table, built once per map). Independent Poisson pixels and "Poisson
+  total, multinomial split" are the same distribution; N is ~0.5 % of the frame's counts.
+
+Means below ``LOWEST_LEVEL`` are all "rest" (sparse maps cost only their counts); means
+above ``HIGHEST_LEVEL`` (none on a background) are drawn one by one with PTRS. Draws
+depend on the generator the sampler is given, never on the executor.
 """
 
 from __future__ import annotations
@@ -15,98 +27,97 @@ from concurrent.futures import Executor
 import numpy as np
 from scipy import stats
 
+from simulators.render_kernels import (
+    alias_table,
+    lookup_table,
+    lut_fill,
+    poisson_draw,
+    ptrs_at,
+    scatter_photons,
+    split_levels,
+)
+
 LEVEL_STEP = math.log(1.01)
-MIN_MEAN = 1e-5
-"""Means below this are drawn as zero."""
-NORMAL_ABOVE = 1000.0
+LOWEST_LEVEL = 0.01
+HIGHEST_LEVEL = 300.0
 BUCKET_BITS = 12
 _BUCKETS = 1 << BUCKET_BITS
-CHUNK_PIXELS = 1 << 19
-"""Pixels drawn per generator (and per thread when an executor is given)."""
-_AMBIGUOUS = np.uint16(0xFFFF)
+CHUNK_PIXELS = 5 << 18
+"""Pixels drawn per task when an executor is given (a multiple of 5, see lut_fill)."""
 
 
 class PoissonSampler:
     """Poisson draws of a fixed mean map (any shape); build once per scan, sample per frame."""
 
     def __init__(self, mean: np.ndarray) -> None:
-        flat = np.asarray(mean, dtype=np.float64).ravel()
         self.shape = np.shape(mean)
-        self.max_mean = float(flat.max()) if flat.size else 0.0
-        low = (flat >= MIN_MEAN) & (flat <= NORMAL_ABOVE)
-        high = flat > NORMAL_ABOVE
+        lam32 = np.asarray(mean, dtype=np.float32).ravel()
+        if lam32.size and not np.all(np.isfinite(lam32)):
+            raise ValueError("Poisson means must be finite")
+        lam = np.maximum(lam32.astype(np.float64), 0.0)
+        self.size = lam.size
+        self.max_mean = float(lam.max()) if lam.size else 0.0
+        self.total_mean = float(lam.sum())
+
+        rows, level_mean, rest = split_levels(lam, LOWEST_LEVEL, HIGHEST_LEVEL, LEVEL_STEP)
+        high = lam > HIGHEST_LEVEL
         self._high_index = np.flatnonzero(high)
-        self._high_mean = flat[high]
-        levels = np.zeros(flat.size, dtype=np.int64)
-        if np.any(low):
-            lv = np.rint(np.log(flat[low]) / LEVEL_STEP).astype(np.int64)
-            first = int(lv.min())
-            levels[low] = lv - first + 1  # row 0: always zero
-            lam = np.exp((np.arange(int(lv.max()) - first + 1) + first) * LEVEL_STEP)
-        else:
-            lam = np.zeros(0)
-        cdf, self._lut = _tables(lam)
-        self._cdf_flat = cdf.ravel()
-        self._cdf_width = cdf.shape[1]
-        self._base = (levels * _BUCKETS).astype(np.int32)
+        self._high_mean = lam[high]
+        if level_mean.size >= 2**16:
+            raise ValueError("too many levels for the lookup table")
+        self._rows = rows.astype(np.uint16)
+        self._cdf, self._lut = _tables(level_mean)
+        self.rest_mean = float(rest.sum())
+        self._alias = alias_table(rest) if self.rest_mean > 0 else None
 
     def sample(self, rng: np.random.Generator, executor: Executor | None = None) -> np.ndarray:
-        """One draw of every pixel, as uint32 in the mean map's shape.
+        """One draw of every pixel, as uint32 in the mean map's shape (threads of
+        ``executor`` share large maps; the result does not depend on it)."""
+        return self.sample_seeded(int(rng.integers(0, 2**63)), executor)
 
-        Pixels are drawn in fixed chunks, each from its own generator seeded from ``rng``, so
-        the result does not depend on ``executor`` (threads: numpy releases the GIL here).
-        """
-        n = self._base.size
+    def sample_seeded(self, seed: int, executor: Executor | None = None) -> np.ndarray:
+        """:meth:`sample` from a 64-bit seed instead of a generator (the same seed gives the
+        same frame; seeds should look random, e.g. :func:`frame_seed`)."""
+        n = self.size
         out = np.empty(n, dtype=np.uint32)
+        word = np.uint64(seed % 2**64)
         starts = range(0, n, CHUNK_PIXELS)
-        seeds = rng.integers(0, 2**63, size=len(starts))
-
-        def fill(start: int, seed: int) -> None:
-            self._fill(out, slice(start, min(start + CHUNK_PIXELS, n)), np.random.default_rng(seed))
-
-        if executor is None or len(starts) == 1:
-            for start, seed in zip(starts, seeds, strict=True):
-                fill(start, int(seed))
+        if executor is None or len(starts) <= 1:
+            lut_fill(self._rows, self._lut, self._cdf, word, 0, n, out)
         else:
-            list(executor.map(fill, starts, (int(v) for v in seeds)))
+
+            def fill(start: int) -> None:
+                stop = min(start + CHUNK_PIXELS, n)
+                lut_fill(self._rows, self._lut, self._cdf, word, start, stop, out)
+
+            list(executor.map(fill, starts))
+        if self._alias is not None:
+            count = poisson_draw(self.rest_mean, word ^ np.uint64(0x3C6EF372FE94F82B))
+            scatter_photons(count, self._alias, word ^ np.uint64(0x5851F42D), out)
         if self._high_index.size:
-            z = rng.standard_normal(self._high_index.size)
-            draws = np.rint(self._high_mean + np.sqrt(self._high_mean) * z)
-            out[self._high_index] = np.maximum(draws, 0.0).astype(np.uint32)
+            ptrs_at(out, self._high_index, self._high_mean, word ^ np.uint64(0x2545F491))
         return out.reshape(self.shape)
 
-    def _fill(self, out: np.ndarray, part: slice, rng: np.random.Generator) -> None:
-        base = self._base[part]
-        u = rng.integers(0, _BUCKETS, size=base.size, dtype=np.uint16)
-        index = u.astype(np.int32)
-        index += base
-        counts = np.take(self._lut, index)
-        ambiguous = np.flatnonzero(counts == _AMBIGUOUS)
-        target = out[part]
-        target[:] = counts
-        if ambiguous.size:
-            rows = base[ambiguous].astype(np.int64) // _BUCKETS
-            fine = (u[ambiguous] + rng.random(ambiguous.size)) / _BUCKETS
-            position = np.searchsorted(self._cdf_flat, fine + 2.0 * rows, side="right")
-            target[ambiguous] = position - rows * self._cdf_width
+
+_MASK64 = (1 << 64) - 1
 
 
-def _tables(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CDF rows (offset by 2 x row so that one sorted array holds them all) and the lookup
-    table of counts per (row, bucket), ``_AMBIGUOUS`` where a bucket holds a CDF step."""
-    k_max = int(stats.poisson.ppf(1.0 - 1e-13, lam.max())) + 2 if lam.size else 1
-    k = np.arange(k_max)
-    cdf = np.ones((lam.size + 1, k_max))
-    if lam.size:
-        cdf[1:] = stats.poisson.cdf(k[None, :], lam[:, None])
-        cdf[1:, -1] = 1.0
-    rows = np.arange(cdf.shape[0])[:, None]
-    offset = cdf + 2.0 * rows
-    flat = offset.ravel()
-    edges = np.arange(_BUCKETS + 1) / _BUCKETS
-    queries = edges[None, :] + 2.0 * rows
-    first = np.searchsorted(flat, queries[:, :-1].ravel(), side="right").reshape(-1, _BUCKETS)
-    last = np.searchsorted(flat, queries[:, 1:].ravel(), side="left").reshape(-1, _BUCKETS)
-    counts = first - rows * k_max
-    lut = np.where(first == last, counts, int(_AMBIGUOUS)).astype(np.uint16)
-    return offset, lut.ravel()
+def frame_seed(base: int, index: int) -> int:
+    """Seed of frame ``index`` of a series whose seeds come from ``base``: output ``index``
+    of the splitmix64 generator started at ``base`` (well mixed: nearby frames do not share
+    pixel streams)."""
+    z = (base + (index + 1) * 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _tables(level_mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CDF rows (row 0: a mean of 0) and the flat lookup table of counts per (row, bucket),
+    ``AMBIGUOUS`` where a bucket holds a step of the row's CDF."""
+    lam = np.concatenate([[0.0], level_mean])
+    k_max = int(stats.poisson.ppf(1.0 - 1e-15, lam.max())) + 2 if lam.max() > 0 else 2
+    cdf = stats.poisson.cdf(np.arange(k_max)[None, :], lam[:, None])
+    cdf[:, -1] = 1.0
+    cdf = np.ascontiguousarray(cdf)
+    return cdf, lookup_table(cdf, BUCKET_BITS)

@@ -21,6 +21,7 @@ from functools import cached_property
 import numpy as np
 
 from simulators.background import diffuse_per_sr
+from simulators.render_kernels import classify_crossings, ewald_crossings, lattice
 from simulators.world import Crystal
 
 REFERENCE_FLUX_PH_S = 2.0e12
@@ -167,9 +168,37 @@ def wilson_draws(seed: int, hkl: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class CrossingClasses:
+    """The passes of a table through the Ewald sphere grouped by rocking width (class c:
+    sigma within WIDTH_CLASS_FACTOR^c and WIDTH_CLASS_FACTOR^(c+1) of the narrowest) and, in
+    each class, by omega bin (OMEGA_BINS over a turn), so that a frame looks only at the
+    passes of each class within a few of the class's widths of its window (most passes are
+    narrow, a few near the rotation axis are very wide). Arrays hold the passes in that
+    order."""
+
+    bin_starts: np.ndarray
+    """(C, OMEGA_BINS + 1) first pass of each bin of each class, then the class's end."""
+    max_sigma_deg: np.ndarray
+    """(C,) widest rocking curve of each class."""
+    omega_deg: np.ndarray
+    """Omega in [0, 360) where the pass happens."""
+    sigma_deg: np.ndarray
+    """Rocking width (sigma, deg) of the pass: mosaic spread x Lorentz factor."""
+    reflection: np.ndarray
+    """Index of the pass's reflection."""
+    photons: np.ndarray
+    """Fully recorded photons of the pass's reflection (the table's ``photons``)."""
+
+    @cached_property
+    def log_photons(self) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.photons)
+
+
+@dataclass(frozen=True)
 class ReflectionTable:
     """Every reflection of a crystal to ``d_min_a`` at one wavelength, and its two passes
-    through the Ewald sphere during a turn of omega (sorted by omega)."""
+    through the Ewald sphere during a turn of omega."""
 
     hkl: np.ndarray
     """(N, 3) int32."""
@@ -180,91 +209,85 @@ class ReflectionTable:
     photons: np.ndarray
     """(N,) fully recorded photons at the reference dose per degree, fully bathed
     (model mean x Wilson draw)."""
-    cross_omega_deg: np.ndarray
-    """(M,) omega in [0, 360) where a reflection lies on the Ewald sphere, sorted."""
-    cross_sigma_deg: np.ndarray
-    """(M,) rocking width (sigma, deg) of that pass: mosaic spread x Lorentz factor."""
-    cross_reflection: np.ndarray
-    """(M,) index of the reflection of each pass."""
+    by_width: CrossingClasses
+    """The passes (M of them), grouped for rendering."""
     d_min_a: float
     wavelength_a: float
 
     @cached_property
-    def wide_crossings(self) -> np.ndarray:
-        """Indices of the few passes with a rocking width far above the typical one (near the
-        rotation axis): always checked, so that the rest can be searched in a narrow window."""
-        if self.cross_sigma_deg.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        typical = float(np.percentile(self.cross_sigma_deg, 99.0))
-        return np.flatnonzero(self.cross_sigma_deg > typical)
+    def _by_omega(self) -> np.ndarray:
+        return np.argsort(self.by_width.omega_deg, kind="stable")
 
-    @cached_property
-    def is_wide(self) -> np.ndarray:
-        """Boolean per pass: True for the wide ones."""
-        wide = np.zeros(self.cross_sigma_deg.size, dtype=bool)
-        wide[self.wide_crossings] = True
-        return wide
+    @property
+    def cross_omega_deg(self) -> np.ndarray:
+        """(M,) omega in [0, 360) where a reflection lies on the Ewald sphere, sorted."""
+        return self.by_width.omega_deg[self._by_omega]
 
-    @cached_property
-    def narrow_sigma_deg(self) -> float:
-        """The largest rocking width of the passes that are not wide."""
-        narrow = self.cross_sigma_deg[~self.is_wide]
-        return float(narrow.max()) if narrow.size else 0.0
+    @property
+    def cross_sigma_deg(self) -> np.ndarray:
+        """(M,) rocking width (sigma, deg) of each pass, in ``cross_omega_deg`` order."""
+        return self.by_width.sigma_deg[self._by_omega]
+
+    @property
+    def cross_reflection(self) -> np.ndarray:
+        """(M,) index of the reflection of each pass, in ``cross_omega_deg`` order."""
+        return self.by_width.reflection[self._by_omega]
 
 
-def _enumerate_hkl(b_matrix: np.ndarray, s_max: float) -> np.ndarray:
-    real = np.linalg.inv(b_matrix.T)  # columns: real axes a, b, c (Angstrom)
-    limits = [math.floor(s_max * np.linalg.norm(real[:, i])) for i in range(3)]
-    axes = [np.arange(-n, n + 1, dtype=np.int32) for n in limits]
-    hh, kk, ll = np.meshgrid(*axes, indexing="ij")
-    hkl = np.column_stack([hh.ravel(), kk.ravel(), ll.ravel()])
-    r = hkl @ b_matrix.T
-    s2 = np.einsum("ij,ij->i", r, r)
-    keep = (s2 <= s_max**2) & (s2 > 0)
-    return hkl[keep]
+WIDTH_CLASS_FACTOR = 1.5
+"""Rocking widths of one class of passes span at most this factor."""
+OMEGA_BINS = 3600
+"""Omega bins over a turn of each class of passes."""
 
 
 def reflection_table(
     crystal: Crystal, model: CrystalModel, wavelength_a: float, d_min_a: float
 ) -> ReflectionTable:
-    """Reflections of ``crystal`` with d >= ``d_min_a`` (raised if there would be too many)."""
+    """Reflections of ``crystal`` with d >= ``d_min_a`` (raised if there would be too many),
+    and their passes through the Ewald sphere (compiled, ``simulators.render_kernels``)."""
     b_matrix = reciprocal_matrix(crystal.cell)
     volume_cell = 1.0 / abs(np.linalg.det(b_matrix))
     s_max = 1.0 / d_min_a
     estimate = 4.0 / 3.0 * math.pi * s_max**3 * volume_cell
     if estimate > MAX_REFLECTIONS:
         s_max *= (MAX_REFLECTIONS / estimate) ** (1.0 / 3.0)
-    hkl = _enumerate_hkl(b_matrix, s_max)
+    real = np.linalg.inv(b_matrix.T)  # columns: real axes a, b, c (Angstrom)
+    limits = np.array([math.floor(s_max * np.linalg.norm(real[:, i])) for i in range(3)])
     u = np.asarray(crystal.orientation, dtype=float)
-    r = hkl @ (u @ b_matrix).T
-    s2 = np.einsum("ij,ij->i", r, r)
-    photons = model.mean_photons(np.sqrt(s2)) * wilson_draws(crystal_seed(crystal), hkl)
-
-    # Ewald condition under rotation about lab x: r_z(w) = ry0 sin w + rz0 cos w = -lambda s^2/2.
-    rho = np.hypot(r[:, 1], r[:, 2])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = -wavelength_a * s2 / (2.0 * rho)
-    ok = np.abs(q) < 1.0
-    alpha = np.arctan2(r[ok, 1], r[ok, 2])
-    delta = np.arccos(q[ok])
-    index = np.flatnonzero(ok)
-    # Lorentz: rocking width = mosaic sigma x |r| cos(theta) / |r_y at diffraction|.
-    ry_abs = np.sqrt(np.maximum(rho[ok] ** 2 - (wavelength_a * s2[ok] / 2.0) ** 2, 1e-30))
-    sin_theta = wavelength_a * np.sqrt(s2[ok]) / 2.0
-    lorentz = np.sqrt(s2[ok]) * np.sqrt(1.0 - sin_theta**2) / ry_abs
-    mosaic_sigma = crystal.mosaicity_deg * MOSAIC_FWHM_TO_SIGMA
-    sigma = np.hypot(mosaic_sigma * lorentz, BEAM_ROCKING_SIGMA_DEG)
-    sigma = np.minimum(sigma, MAX_ROCKING_SIGMA_DEG)
-    omegas = np.degrees(np.concatenate([alpha + delta, alpha - delta])) % 360.0
-    order = np.argsort(omegas, kind="stable")
+    seed_word = np.uint64(crystal_seed(crystal) * 0x9E3779B97F4A7C15 % 2**64)
+    hkl, r, s2, photons = lattice(
+        np.ascontiguousarray(b_matrix),
+        np.ascontiguousarray(u @ b_matrix),
+        limits.astype(np.int64),
+        s_max,
+        seed_word,
+        model.low_angle_photons,
+        model.b_factor_a2,
+    )
+    omega, sigma, reflection = ewald_crossings(
+        r,
+        s2,
+        wavelength_a,
+        crystal.mosaicity_deg * MOSAIC_FWHM_TO_SIGMA,
+        BEAM_ROCKING_SIGMA_DEG,
+        MAX_ROCKING_SIGMA_DEG,
+    )
+    starts, max_sigma, omega, sigma, reflection, pass_photons = classify_crossings(
+        omega, sigma, reflection, photons, WIDTH_CLASS_FACTOR, OMEGA_BINS
+    )
     return ReflectionTable(
         hkl=hkl,
-        r_sample=r.astype(np.float64),
+        r_sample=r,
         s2=s2,
-        photons=photons.astype(np.float64),
-        cross_omega_deg=omegas[order],
-        cross_sigma_deg=np.concatenate([sigma, sigma])[order].astype(np.float64),
-        cross_reflection=np.concatenate([index, index])[order].astype(np.int64),
+        photons=photons,
+        by_width=CrossingClasses(
+            bin_starts=starts,
+            max_sigma_deg=max_sigma,
+            omega_deg=omega,
+            sigma_deg=sigma,
+            reflection=reflection,
+            photons=pass_photons,
+        ),
         d_min_a=1.0 / s_max,
         wavelength_a=wavelength_a,
     )

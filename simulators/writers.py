@@ -2,7 +2,8 @@
 
 HDF5: ``<prefix>_<run>_master.h5`` holds the metadata and ``/entry/data/data_NNNNNN``
 external links to ``<prefix>_<run>_data_NNNNNN.h5`` (``/entry/data/data``, N frames each,
-bitshuffle+LZ4 via hdf5plugin, gzip if that filter is missing). The master is written at
+bitshuffle+LZ4 (the hdf5plugin filter's format; chunks made by ``simulators.bslz4`` on the
+writer's thread and written as they are), gzip if that filter is missing). The master is written at
 arm with the planned omega of every frame, then rewritten (atomically) when the series
 ends with the omegas and positions actually recorded and the frames actually written, so
 a reader gets geometry, wavelength and omega per frame from the master alone.
@@ -15,10 +16,13 @@ see half a file; no writer ever replaces an existing file.
 from __future__ import annotations
 
 import datetime
+import functools
 import math
+import operator
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,7 @@ import numpy as np
 
 from bes.hal.beam import HC_KEV_A
 from bes.hal.detector import DetectorGeometry
+from simulators import bslz4
 
 try:
     import hdf5plugin
@@ -159,6 +164,14 @@ class Hdf5Writer:
         self._dataset: h5py.Dataset | None = None
         self._file_number = 0
         self._in_file = 0
+        self._chunk_bytes = 0
+        """Bytes of the chunks written to the open data file (its storage size)."""
+        self._file_frames = 0
+        """Frames the open data file holds when full."""
+        self._frame_shape: tuple[int, ...] = ()
+        self._master_bytes = 0
+        self._direct = _BITSHUFFLE is not None and self.compression is _BITSHUFFLE
+        """Compress chunks here (simulators.bslz4, GIL released) and write them as they are."""
         self._start_time = _now_iso()
 
     @property
@@ -182,15 +195,22 @@ class Hdf5Writer:
         temp = _part(self.master)
         _write_master(temp, self.info, planned, n_files, self.frames_per_file, self._start_time)
         publish(temp, self.master)
+        self._master_bytes = self.master.stat().st_size
 
     def write(self, counts: np.ndarray, frame: FrameInfo) -> None:
         if self._dataset is None:
             self._open_data_file(counts.shape)
         assert self._dataset is not None
-        self._dataset[self._in_file] = counts
+        if self._direct and counts.shape == self._frame_shape:
+            chunk = bslz4.compress(counts)
+            self._dataset.id.write_direct_chunk((self._in_file, 0, 0), chunk)
+            self._chunk_bytes += chunk.size
+        else:
+            self._dataset[self._in_file] = counts
+            self._chunk_bytes = int(self._dataset.id.get_storage_size())
         self._in_file += 1
         self._frames.append(frame)
-        if self._in_file == self._dataset.shape[0]:
+        if self._in_file == self._file_frames:
             self._close_data_file()
 
     def written(self) -> tuple[Path, ...]:
@@ -201,9 +221,8 @@ class Hdf5Writer:
         return len(self._frames)
 
     def bytes_on_disk(self) -> int:
-        current = self._dataset.id.get_storage_size() if self._dataset is not None else 0
-        master = self.master.stat().st_size if self.master.exists() else 0
-        return master + self._closed_bytes + int(current)
+        current = self._chunk_bytes if self._dataset is not None else 0
+        return self._master_bytes + self._closed_bytes + int(current)
 
     def close(self) -> tuple[Path, ...]:
         if self._dataset is not None:
@@ -219,6 +238,7 @@ class Hdf5Writer:
             end_time=_now_iso(),
         )
         os.replace(temp, self.master)  # our own master: replaced atomically with the final one
+        self._master_bytes = self.master.stat().st_size
         return (self.master, *self._written)
 
     def _planned_poses(self, index: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -248,6 +268,9 @@ class Hdf5Writer:
         first = self.info.first_image_number + done
         self._dataset.attrs["image_nr_low"] = np.int32(first)
         self._in_file = 0
+        self._chunk_bytes = 0
+        self._file_frames = n
+        self._frame_shape = tuple(shape)
 
     def _close_data_file(self) -> None:
         assert self._file is not None and self._dataset is not None
@@ -285,6 +308,36 @@ def _axis(
     dataset.attrs["vector"] = np.asarray(vector, dtype=float)
     dataset.attrs["depends_on"] = depends_on
     dataset.attrs["units"] = units
+
+
+def _motor_columns(poses: list[Mapping[str, float]]) -> dict[str, np.ndarray]:
+    """Per motor of MOTORS_PER_FRAME, its value in every pose (0 where a pose lacks it)."""
+    get_all = operator.itemgetter(*MOTORS_PER_FRAME)
+    try:
+        rows = [get_all(pose) for pose in poses]
+    except KeyError:
+        rows = [tuple(pose.get(m, 0.0) for m in MOTORS_PER_FRAME) for pose in poses]
+    table = np.array(rows, dtype=float).reshape(len(poses), len(MOTORS_PER_FRAME))
+    return {m: table[:, i] for i, m in enumerate(MOTORS_PER_FRAME)}
+
+
+@functools.lru_cache(maxsize=8)
+def _deflated_mask(shape: tuple[int, ...], packed: bytes) -> bytes:
+    """The pixel mask (uint32, one chunk) as HDF5's gzip filter stores it (zlib, level 4)."""
+    bits = np.unpackbits(np.frombuffer(packed, np.uint8), count=int(np.prod(shape)))
+    return zlib.compress(bits.astype(np.uint32).reshape(shape).tobytes(), 4)
+
+
+def _mask_dataset(parent: h5py.Group, mask: np.ndarray) -> h5py.Dataset:
+    """The pixel mask, gzip-compressed in one chunk; a night writes the same mask in every
+    master file, so its compressed chunk is made once and written as it is."""
+    shape = tuple(mask.shape)
+    dataset = parent.create_dataset(
+        "pixel_mask", shape=shape, dtype=np.uint32, chunks=shape, compression="gzip"
+    )
+    chunk = _deflated_mask(shape, np.packbits(mask.astype(bool).ravel()).tobytes())
+    dataset.id.write_direct_chunk((0,) * len(shape), chunk)
+    return dataset
 
 
 def _write_master(
@@ -340,9 +393,7 @@ def _write_master(
         _value(det, "sensor_material", info.sensor_material)
         _value(det, "sensor_thickness", info.sensor_thickness_mm * 1e-3, "m")
         _value(det, "bit_depth_readout", np.int32(32))
-        mask = det.create_dataset(
-            "pixel_mask", data=info.mask.astype(np.uint32), compression="gzip", chunks=True
-        )
+        mask = _mask_dataset(det, info.mask)
         mask.attrs["description"] = "1: no pixel (module gap); such pixels read 0 in the data"
         det["pixel_mask_applied"] = np.int32(0)
         det["depends_on"] = "/entry/instrument/detector/transformations/translation"
@@ -387,9 +438,7 @@ def _write_master(
         sample["name"] = info.sample_name
         sample["depends_on"] = "/entry/sample/transformations/omega"
         gonio = _group(sample, "goniometer", "NXtransformations")
-        starts = {
-            m: np.array([fr.pose_start.get(m, 0.0) for fr in frames]) for m in MOTORS_PER_FRAME
-        }
+        starts = _motor_columns([fr.pose_start for fr in frames])
         omega_end = np.array([fr.pose_end.get("omega", 0.0) for fr in frames])
         omega = _value(gonio, "omega", starts["omega"], "deg")
         _axis(omega, "rotation", (1.0, 0.0, 0.0), ".", "deg")

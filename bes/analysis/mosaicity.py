@@ -23,6 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import ndtr
 
+from bes.analysis import spot_kernels
 from bes.analysis.diffraction_geometry import DiffractionGeometry
 
 if TYPE_CHECKING:
@@ -77,12 +78,21 @@ def estimate_mosaicity(
     low, high = (math.log(v / FWHM_PER_SIGMA) for v in p.range_deg)
     trial = np.exp(np.linspace(low, high, p.steps))
     chi2 = np.zeros(trial.size)
+    fraction = np.linspace(0.0, 1.0, p.centre_steps)
     for (lorentz, observed, error), wedge in zip(groups, wedges, strict=True):
         if lorentz.size == 0:
             continue
         edges = np.arange(len(wedge.frames) + 1) * wedge.oscillation_deg
-        for i, sigma_mosaic in enumerate(trial):
-            chi2[i] += _chi2(lorentz, observed, error, edges, float(sigma_mosaic), p)
+        chi2 += spot_kernels.rocking_chi2(
+            lorentz,
+            np.ascontiguousarray(observed, dtype=np.float64),
+            np.ascontiguousarray(error, dtype=np.float64),
+            edges.astype(np.float64),
+            trial,
+            fraction,
+            p.beam_rocking_sigma_deg,
+            p.max_rocking_sigma_deg,
+        )
     best = int(np.argmin(chi2))
     log_sigma = math.log(trial[best])
     if 0 < best < trial.size - 1:
@@ -101,7 +111,7 @@ def estimate_mosaicity(
     )
 
 
-def _chi2(
+def _chi2(  # the reference for spot_kernels.rocking_chi2 (one trial spread at a time)
     lorentz: np.ndarray,
     observed: np.ndarray,
     error: np.ndarray,

@@ -13,9 +13,12 @@ two row buffers), so no full-size label image is ever made.
 from __future__ import annotations
 
 from math import erfc as math_erfc
+from math import hypot as math_hypot
 
 import numba
 import numpy as np
+
+_SQRT_HALF = 0.7071067811865476
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,3 +201,65 @@ def connected_spots(frame, cells, background, p_false, min_count, gain, saturati
             wx[s] /= wsum[s]
             wy[s] /= wsum[s]
     return npix, total, bg, wx, wy, peak, saturated, n, overflow
+
+
+@numba.njit(cache=True, nogil=True)
+def group_medians(values, index, starts):
+    """Median of ``values[index[starts[g]:starts[g + 1]]]`` for every group g (NaN for an
+    empty group; the mean of the two middle values for an even count, as numpy's)."""
+    n_groups = starts.size - 1
+    out = np.full(n_groups, np.nan)
+    for g in range(n_groups):
+        n = starts[g + 1] - starts[g]
+        if n == 0:
+            continue
+        part = np.empty(n)
+        for j in range(n):
+            part[j] = values[index[starts[g] + j]]
+        part.sort()
+        half = n // 2
+        out[g] = part[half] if n % 2 == 1 else (part[half - 1] + part[half]) / 2.0
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def rocking_chi2(lorentz, observed, error, edges, trial_sigma, fraction, beam_sigma, max_sigma):
+    """For every trial mosaic spread (sigma): the total over chains of the best chi-square
+    of one Gaussian rocking curve per chain (bes.analysis.mosaicity, whose ``_chi2`` does
+    the same for one spread with numpy): the chain's width is hypot(Lorentz x spread, beam
+    sigma) (capped), its centre is tried on ``fraction`` of the way from 3 sigma before the
+    wedge to 3 sigma after it, its scale is fitted by least squares (>= 0)."""
+    n_chains, n_frames = observed.shape
+    n_centres = fraction.size
+    span = edges[n_frames]
+    out = np.zeros(trial_sigma.size)
+    cdf = np.empty(n_frames + 1)
+    weight = np.empty((n_chains, n_frames))
+    for c in range(n_chains):
+        for f in range(n_frames):
+            weight[c, f] = 1.0 / (error[c, f] * error[c, f])
+    for t in range(trial_sigma.size):
+        total = 0.0
+        for c in range(n_chains):
+            sigma = min(math_hypot(lorentz[c] * trial_sigma[t], beam_sigma), max_sigma)
+            best = np.inf
+            for j in range(n_centres):
+                centre = -3.0 * sigma + fraction[j] * (span + 6.0 * sigma)
+                for e in range(n_frames + 1):
+                    # ndtr(z) = erfc(-z / sqrt(2)) / 2
+                    cdf[e] = 0.5 * math_erfc(-((edges[e] - centre) / sigma) * _SQRT_HALF)
+                cross = 0.0
+                norm = 0.0
+                for f in range(n_frames):
+                    profile = cdf[f + 1] - cdf[f]
+                    cross += profile * observed[c, f] * weight[c, f]
+                    norm += profile * profile * weight[c, f]
+                scale = max(cross / max(norm, 1e-30), 0.0)
+                residual = 0.0
+                for f in range(n_frames):
+                    d = observed[c, f] - scale * (cdf[f + 1] - cdf[f])
+                    residual += d * d * weight[c, f]
+                best = min(best, residual)
+            total += best
+        out[t] = total
+    return out

@@ -109,6 +109,9 @@ class SpotFinder:
         self._cells, self._n_cells, self._cell_inv_d2, self._cell_shell = polar_cells(
             geometry, self.mask, self.params.shell_px, self.params.max_sectors
         )
+        self._rings = _ice_ring_cells(
+            self._cells, self._n_cells, self._cell_inv_d2, self.params.ice_half_width_inv_a2
+        )
 
     def find(self, frame: np.ndarray, keep_spots: bool = False) -> FrameSpots:
         if frame.shape != self.geometry.shape:
@@ -182,37 +185,66 @@ class SpotFinder:
         """Ice rings: shells at ice d-spacings whose background stands above the shells
         around them, or that hold far more spots than the same width around them."""
         p = self.params
-        valid = counts > 0
-        inv_d2 = self._cell_inv_d2[valid]
-        level = background[valid]
-        found = []
-        for ring in ICE_RING_D_A:
-            centre = 1.0 / ring**2
-            distance = np.abs(inv_d2 - centre)
-            inside = distance <= p.ice_half_width_inv_a2
-            band = (distance > 2 * p.ice_half_width_inv_a2) & (
-                distance <= 5 * p.ice_half_width_inv_a2
-            )
-            inner = band & (inv_d2 < centre)
-            outer = band & (inv_d2 > centre)
-            if inside.sum() < 4 or inner.sum() < 4 or outer.sum() < 4:
-                continue
-            ring_level = float(np.median(level[inside]))
-            # above both sides: a ring on the slope of the solvent ring is not ice
-            near_level = max(float(np.median(level[inner])), float(np.median(level[outer])))
-            spot_distance = np.abs(spot_inv_d2 - centre)
-            in_ring = int((spot_distance <= p.ice_half_width_inv_a2).sum())
-            around = int(
-                (
-                    (spot_distance > 2 * p.ice_half_width_inv_a2)
-                    & (spot_distance <= 5 * p.ice_half_width_inv_a2)
-                ).sum()
-            )
-            # the "around" band is three times as wide as the ring band
-            crowded = in_ring >= p.ice_min_spots and in_ring > p.ice_spot_excess * around / 3.0
-            if ring_level > near_level * (1.0 + p.ice_excess) or crowded:
-                found.append(ring)
-        return tuple(found)
+        rings = self._rings
+        if not rings.usable.any():
+            return ()
+        # the cells of each ring's shell and of the bands inside and outside it (valid
+        # cells, fixed by the geometry and mask) were listed when the finder was made
+        medians = spot_kernels.group_medians(background, rings.cells, rings.starts)
+        ring_level = medians[0::3]
+        # above both sides: a ring on the slope of the solvent ring is not ice
+        near_level = np.maximum(medians[1::3], medians[2::3])
+        distance = np.abs(spot_inv_d2[None, :] - rings.centre[:, None])
+        hw = p.ice_half_width_inv_a2
+        in_ring = np.count_nonzero(distance <= hw, axis=1)
+        # the "around" band is three times as wide as the ring band
+        around = np.count_nonzero((distance > 2 * hw) & (distance <= 5 * hw), axis=1)
+        crowded = (in_ring >= p.ice_min_spots) & (in_ring > p.ice_spot_excess * around / 3.0)
+        found = rings.usable & ((ring_level > near_level * (1.0 + p.ice_excess)) | crowded)
+        return tuple(ring for ring, hit in zip(ICE_RING_D_A, found, strict=True) if hit)
+
+
+@dataclass(frozen=True)
+class _IceRingCells:
+    """For every ice ring (ICE_RING_D_A order): the valid cells of its shell, of the band
+    inside it and of the band outside it, as three groups each (``cells`` from
+    ``starts[3 i + j]`` to ``starts[3 i + j + 1]``); ``usable`` where every group has at
+    least 4 cells."""
+
+    centre: np.ndarray
+    cells: np.ndarray
+    starts: np.ndarray
+    usable: np.ndarray
+
+
+def _ice_ring_cells(
+    cells: np.ndarray, n_cells: int, cell_inv_d2: np.ndarray, half_width_inv_a2: float
+) -> _IceRingCells:
+    # the cells the background kernel samples (every second row) and counts: the valid ones
+    counts = np.bincount(cells[::2][cells[::2] >= 0].ravel(), minlength=n_cells)
+    valid = np.flatnonzero(counts > 0)
+    inv_d2 = cell_inv_d2[valid]
+    groups: list[np.ndarray] = []
+    usable = []
+    centres = []
+    for ring in ICE_RING_D_A:
+        centre = 1.0 / ring**2
+        distance = np.abs(inv_d2 - centre)
+        inside = distance <= half_width_inv_a2
+        band = (distance > 2 * half_width_inv_a2) & (distance <= 5 * half_width_inv_a2)
+        inner = band & (inv_d2 < centre)
+        outer = band & (inv_d2 > centre)
+        parts = [valid[inside], valid[inner], valid[outer]]
+        usable.append(all(part.size >= 4 for part in parts))
+        groups.extend(part if usable[-1] else valid[:0] for part in parts)
+        centres.append(centre)
+    sizes = np.array([g.size for g in groups], dtype=np.int64)
+    return _IceRingCells(
+        centre=np.array(centres),
+        cells=np.concatenate(groups).astype(np.int64),
+        starts=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        usable=np.array(usable, dtype=bool),
+    )
 
 
 def polar_cells(

@@ -49,6 +49,8 @@ MXBES_KEY = "mxbes"
 LEGACY_EXECUTABLE_KEYS = ("class", "method", "ppfmethod", "ppfport", "script", "notebook", "task")
 ERROR_INPUT_NAME = "WorkflowException"
 """What an ``on_error`` link carries from the failed task (ewoksppf convention)."""
+ENGINE_INPUT_NAMES: tuple[str, ...] = (ERROR_INPUT_NAME, "WorkflowExceptionInstance")
+"""Inputs only the engine gives (a fault handler's error): never a run's input."""
 
 
 @dataclass(frozen=True)

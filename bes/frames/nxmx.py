@@ -13,6 +13,7 @@ import hdf5plugin  # noqa: F401  registers the compression filters h5py needs
 import numpy as np
 
 from bes.analysis.diffraction_geometry import DiffractionGeometry
+from bes.frames import bslz4
 from bes.frames.source import FollowedSeries, Frame
 
 
@@ -47,6 +48,8 @@ class NxmxSeries(FollowedSeries):
             ]
         self._open_number: int | None = None
         self._open_file: h5py.File | None = None
+        self._open_data: h5py.Dataset | None = None
+        self._direct = False
 
     def available(self) -> int:
         """Frames readable now: those in the data files that exist (each is complete)."""
@@ -66,8 +69,17 @@ class NxmxSeries(FollowedSeries):
             self.close()
             self._open_file = h5py.File(self._data_files[number], "r")
             self._open_number = number
-        assert self._open_file is not None
-        image = self._open_file["/entry/data/data"][offset]
+            self._open_data = self._open_file["/entry/data/data"]
+            self._direct = _direct_readable(self._open_data)
+        data = self._open_data
+        assert data is not None
+        image = None
+        if self._direct:
+            mask, chunk = data.id.read_direct_chunk((offset, 0, 0))
+            if mask == 0:  # the filter was applied: decompress it here, GIL released
+                image = bslz4.decompress(chunk, data.dtype, data.shape[1:])
+        if image is None:
+            image = data[offset]
         omega = float(self.omega_deg[index]) if index < len(self.omega_deg) else float("nan")
         return Frame(index=index, image=image, omega_deg=omega)
 
@@ -76,10 +88,23 @@ class NxmxSeries(FollowedSeries):
         if self._open_file is not None:
             self._open_file.close()
         self._open_file = None
+        self._open_data = None
         self._open_number = None
 
     def describe_source(self) -> str:
         return str(self.master)
+
+
+def _direct_readable(data: h5py.Dataset) -> bool:
+    """Whether each frame of ``data`` is one bitshuffle/LZ4 chunk that :mod:`bes.frames.bslz4`
+    can decompress (EIGER and simulator files), rather than anything HDF5 must read."""
+    if data.ndim != 3 or data.chunks != (1, *data.shape[1:]) or not bslz4.available():
+        return False
+    plist = data.id.get_create_plist()
+    if plist.get_nfilters() != 1:
+        return False
+    code, _, values, _ = plist.get_filter(0)
+    return code == bslz4.FILTER_ID and len(values) > 4 and values[4] == bslz4.LZ4
 
 
 def _in_mm(dataset: h5py.Dataset) -> float:

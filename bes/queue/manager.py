@@ -8,9 +8,10 @@ the queue is RUNNING, and the commands a person (CLI, REST) gives it.
   or between samples for a runner that offers none (PAUSING until then); ``resume`` goes on.
 - Before each sample the beamline must be ready (beam, sample changer): otherwise the queue
   holds (PAUSED, ``waiting for beam``) and resumes by itself once it is ready again.
-- A beamline-level fault (``SampleChangerFault``) puts the queue in FAULT; the sample is
-  re-queued (the fault was not its doing). With ``recover_sample_changer`` the changer is
-  reset once per entry and the queue goes on; otherwise it waits for ``resume``.
+- A beamline-level fault (``SampleChangerFault``, ``DiskFullError``) puts the queue in FAULT;
+  the sample is re-queued (the fault was not its doing). With ``recover_sample_changer`` a
+  sample-changer fault is cleared by a reset, once per entry, and the queue goes on; otherwise
+  (and for a full disk, which only a person can free) it waits for ``resume``.
 - A failed sample does not stop the queue unless ``keep_going`` is off.
 
 Every state change of the queue and of each entry is committed to the store first, then
@@ -27,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bes.hal.errors import BeamLossError, SampleChangerFault
+from bes.hal.errors import BeamLossError, DiskFullError, SampleChangerFault
 from bes.queue.control import RunControl, RunResult
 from bes.queue.entries import NewEntry, QueueEntry
 from bes.queue.events import QueueEvents, Subscriber
@@ -57,6 +58,7 @@ Runner = Callable[[QueueEntry, RunControl], RunResult]
 
 Q = QueueState
 QT = QueueTrigger
+STOP_REASON = "stop after the current sample"
 
 
 class QueueManager:
@@ -64,7 +66,8 @@ class QueueManager:
     recorder; ``beamline``: for the default readiness check and the sample changer reset;
     ``beamline_ready``: the readiness check (None when ready, else what to wait for);
     ``abort_current(reason)``: ends the current run now (besides ``RunControl.on_abort``);
-    ``fault_errors``: runner exceptions that are beamline-level faults (FAULT);
+    ``fault_errors``: runner exceptions that are beamline-level faults (FAULT; only a
+    ``SampleChangerFault`` has a configured recovery, the reset);
     ``requeue_errors``: runner exceptions of a beamline not ready (beam loss): the sample is
     re-queued, at most ``max_attempts`` attempts in all, and the queue waits; ``poll_s``: how often
     a queue waiting for the beamline looks again."""
@@ -81,7 +84,7 @@ class QueueManager:
         keep_going: bool = True,
         recover_sample_changer: bool = False,
         policy: RecoveryPolicy = "requeue",
-        fault_errors: tuple[type[BaseException], ...] = (SampleChangerFault,),
+        fault_errors: tuple[type[BaseException], ...] = (SampleChangerFault, DiskFullError),
         requeue_errors: tuple[type[BaseException], ...] = (BeamLossError,),
         max_attempts: int = 3,
         poll_s: float = 1.0,
@@ -172,7 +175,7 @@ class QueueManager:
             self._queue.fire(QT.RESUME, reason)
             self._ensure_worker()
 
-    def stop(self, reason: str = "stop after the current sample") -> None:
+    def stop(self, reason: str = STOP_REASON) -> None:
         with self._lock:
             self._queue.fire(QT.STOP, reason)
 
@@ -302,11 +305,14 @@ class QueueManager:
                     self._worker = None
                     self._wake.notify_all()
                     return None
-                if state is Q.ABORTING:
-                    self._queue.fire(QT.ABORT_DONE, "aborted")
+                if state is Q.ABORTING:  # the reason says who asked and why
+                    asked = self._queue.reason
+                    self._queue.fire(QT.ABORT_DONE, f"aborted ({asked})" if asked else "aborted")
                     continue
                 if state is Q.STOPPING:
-                    self._queue.fire(QT.SAMPLE_DONE, "stopped after the current sample")
+                    asked, done = self._queue.reason, "stopped after the current sample"
+                    stopped = f"{done} ({asked})" if asked and asked != STOP_REASON else done
+                    self._queue.fire(QT.SAMPLE_DONE, stopped)
                     continue
                 if state is Q.PAUSING:
                     self._queue.fire(QT.STEP_DONE, "paused between samples")
@@ -401,7 +407,7 @@ class QueueManager:
         if control.aborted:
             self._end_aborted(sample, control, control.run_id)
         elif isinstance(error, self._fault_errors):
-            self._fault(sample, control, reason)
+            self._fault(sample, control, reason, resettable=isinstance(error, SampleChangerFault))
         elif isinstance(error, self._requeue_errors):
             self._requeue(sample, control, reason)
         else:
@@ -418,15 +424,18 @@ class QueueManager:
         if not self.keep_going and self._queue.state in (Q.RUNNING, Q.PAUSING):
             self._queue.fire(QT.STOP, f"entry {entry.id} ({entry.location}) failed; keep_going off")
 
-    def _fault(self, sample: SampleMachine, control: RunControl, reason: str) -> None:
-        """A beamline-level fault: the sample goes back in the queue, the queue to FAULT."""
+    def _fault(
+        self, sample: SampleMachine, control: RunControl, reason: str, resettable: bool
+    ) -> None:
+        """A beamline-level fault: the sample goes back in the queue, the queue to FAULT;
+        ``resettable``: a sample-changer reset may clear it (the configured recovery)."""
         sample.fire(SampleTrigger.FAIL, f"beamline fault: {reason}", control.run_id)
         sample.fire(SampleTrigger.REQUEUE, "re-queued after a beamline fault")
         if self._queue.state not in (Q.RUNNING, Q.PAUSING):
             return  # stopping or aborting: the queue ends anyway
         self._queue.fire(QT.FAULT, reason)
         entry_id = control.entry.id
-        can_reset = self.recover_sample_changer and self._beamline is not None
+        can_reset = resettable and self.recover_sample_changer and self._beamline is not None
         if can_reset and entry_id not in self._reset_tried:
             self._reset_tried.add(entry_id)
             self._recovery_due = entry_id

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 SAMPLE_KEYS = ("sample", "sample_lims_id")
 """Run inputs that the entry itself sets (its location and LIMS id)."""
+STATION_KEYS = ("data_root",)
+"""Run inputs that the station sets: every file goes below its data directory."""
 
 
 def validate_entry(entry: NewEntry) -> NewEntry:
@@ -34,6 +36,12 @@ def validate_entry(entry: NewEntry) -> NewEntry:
         raise ValueError(
             f"parameter(s) {', '.join(given)} not allowed: the entry's location and "
             "sample_lims_id name the sample"
+        )
+    station = [key for key in STATION_KEYS if key in parameters]
+    if station:
+        raise ValueError(
+            f"parameter(s) {', '.join(station)} not allowed: the station's data directory "
+            "holds every file; it cannot be set per entry"
         )
     try:
         json.dumps(parameters, allow_nan=False)
@@ -75,7 +83,12 @@ def _check_mx(parameters: dict[str, Any], location: str, lims_id: int | None) ->
 
 
 def _check_inputs(recipe: Recipe, parameters: dict[str, Any]) -> None:
-    takes = sorted({name for cls in recipe.task_classes.values() for name in cls.input_names()})
+    from bes.engine.recipes import ENGINE_INPUT_NAMES
+
+    takes = sorted(
+        {name for cls in recipe.task_classes.values() for name in cls.input_names()}
+        - set(ENGINE_INPUT_NAMES)
+    )
     unknown = [name for name in parameters if name not in takes]
     if unknown:
         raise ValueError(

@@ -7,6 +7,11 @@ once when someone asks for a flush (the recorder does at each workflow end). A p
 killed at any moment loses the rows not yet committed (at most the batch being written and
 those behind it) and leaves a consistent database: every batch commits whole or not at all.
 
+A database that is busy, locked or unreachable is waited for: the batch is tried again
+(after ``RETRY_DELAYS_S``, then every last delay) for as long as it takes, rows queueing
+behind it, until the writer is closed and its close timeout has passed; only then, or for a
+row the database refuses, are rows dropped (counted in ``stats.dropped``, logged).
+
 Rows name their run by the engine's run id (``run_id``: a uuid string); the writer turns it
 into the ``runs.id`` key, which the database assigns when the run's row is inserted.
 """
@@ -16,7 +21,6 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -53,6 +57,10 @@ STATS = {
 """Counting tables: rows add to the row with the same key (upsert)."""
 KINDS = (RUN, RUN_END, *CHILD_TABLES, "run_summary", *STATS)
 RETRY_DELAYS_S = (0.1, 0.5, 2.0, 5.0)
+"""Waits before the first retries of a batch the database could not take; then the last one
+again, until it can (or the writer is closed)."""
+RETRY_LOG_EVERY = 12
+"""After the first retries, one warning per this many (one a minute at 5 s)."""
 
 Item = tuple[str, Any]
 
@@ -64,7 +72,10 @@ class WriterStats:
     """Rows committed."""
     batches: int = 0
     dropped: int = 0
-    """Rows given up (after retries, or a full buffer for longer than ``put_timeout_s``)."""
+    """Rows given up (refused by the database, left when the writer closed while it was
+    unreachable, or a full buffer for longer than ``put_timeout_s``)."""
+    retries: int = 0
+    """Batches tried again because the database was busy, locked or unreachable."""
     last_error: str | None = None
 
 
@@ -148,6 +159,8 @@ class BatchWriter:
         self._ids: dict[str, int] = {}
         """Engine run id -> runs.id, for runs being written by this writer."""
         self._closed = False
+        self._give_up = threading.Event()
+        """Set when :meth:`close` has waited long enough: retries end, rows are dropped."""
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
         _OPEN.add(self)
@@ -190,6 +203,9 @@ class BatchWriter:
         if self._thread.is_alive():
             self._buffer.put((STOP, None), True, timeout)
             self._thread.join(timeout)
+        if self._thread.is_alive():  # still waiting for the database: give the rows up
+            self._give_up.set()
+            self._thread.join(10.0)
         self.engine.dispose()
         _OPEN.discard(self)
 
@@ -226,10 +242,12 @@ class BatchWriter:
         return out
 
     def _write(self, rows: list[Item], *, alone: bool = False) -> None:
-        """One transaction; retried while the database is busy or unreachable. A batch the
-        database refuses (a bad row) is written row by row, so that only that row is lost."""
+        """One transaction; retried while the database is busy, locked or unreachable, until
+        it takes the batch or the writer gives up at close. A batch the database refuses (a
+        bad row) is written row by row, so that only that row is lost."""
         refused = False
-        for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+        attempt = 0
+        while True:
             try:
                 with self.engine.begin() as connection:
                     new_ids, done_runs, written, lost = self._write_batch(connection, rows)
@@ -238,16 +256,23 @@ class BatchWriter:
                 if not _retryable(exc):
                     refused = True
                     break
-                if delay is None:
+                if self._give_up.is_set():
                     break
-                logger.warning(
-                    "workflow database: batch of %d rows failed (%s); retry %d in %.1f s",
-                    len(rows),
-                    self.stats.last_error,
-                    attempt + 1,
-                    delay,
-                )
-                time.sleep(delay)
+                delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S) - 1)]
+                attempt += 1
+                self.stats.retries += 1
+                if attempt <= len(RETRY_DELAYS_S) or attempt % RETRY_LOG_EVERY == 0:
+                    logger.warning(
+                        "workflow database: batch of %d rows failed (%s); retry %d in %.1f s "
+                        "(%d rows waiting behind it)",
+                        len(rows),
+                        self.stats.last_error,
+                        attempt,
+                        delay,
+                        len(self._buffer),
+                    )
+                if self._give_up.wait(delay):
+                    break
             except Exception as exc:  # a bug: never let it kill the writer thread
                 self.stats.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 logger.exception("workflow database: writing a batch failed")

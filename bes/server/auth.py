@@ -5,7 +5,8 @@ anything parses the request):
   ``WWW-Authenticate: Bearer`` otherwise). The BES protocol (``/RUN``, ``/STATUS``,
   ``/ABORT``) stays open: MXCuBE's client sends no credentials, so it is meant for the
   beamline network only (docs/server.md).
-- :class:`BodyLimit`: a request body above ``max_bytes`` (declared or streamed) gets 413.
+- :class:`BodyLimit`: a request body above ``max_bytes`` (declared or streamed) gets 413
+  (plain text on the BES protocol's routes, JSON ``detail`` under ``/api/``).
 
 The token comes from ``BES_API_TOKEN`` or from a token file (``DATA_DIR/api-token`` unless
 told otherwise), made on the first start and readable by its owner only.
@@ -18,7 +19,7 @@ import os
 import secrets
 from pathlib import Path
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN_FILE = "api-token"
@@ -135,12 +136,16 @@ async def refuse(
     headers: dict[str, str] | None = None,
     drain: bool = True,
 ) -> None:
-    """Answer ``{"detail": ...}`` with ``status`` without calling the app."""
+    """Answer ``{"detail": ...}`` with ``status`` without calling the app (plain text on
+    the BES protocol's routes, as they answer everything)."""
     if drain:
         await _drain(receive)
-    await JSONResponse({"detail": detail}, status_code=status, headers=headers)(
-        scope, receive, send
+    response: Response = (
+        JSONResponse({"detail": detail}, status_code=status, headers=headers)
+        if scope["path"].startswith(PROTECTED_PREFIX)
+        else PlainTextResponse(detail, status_code=status, headers=headers)
     )
+    await response(scope, receive, send)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

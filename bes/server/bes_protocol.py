@@ -33,6 +33,7 @@ from bes.server.runs import BeamlineBusy, BesRuns
 
 router = APIRouter(tags=["BES protocol (MXCuBE)"])
 
+_TEXT_OR_NUMBER: dict[str, Any] = {"type": ["string", "integer"]}
 _BODY_SCHEMA = {
     "requestBody": {
         "required": False,
@@ -40,11 +41,56 @@ _BODY_SCHEMA = {
             "application/json": {
                 "schema": {
                     "type": "object",
-                    "description": "MXCuBE's start body: modelpath, directory, prefix, "
-                    "run_number, sample_node_id, workflow_node_id, sample_lims_id, beamline, "
-                    "shape, initiator, sessionId, externalRef, token, sample, investigationId, "
-                    "mxcubeParameters {host, port, token}; optional sample_location "
-                    "'puck:pin' and MX recipe parameters",
+                    "description": "MXCuBE's start body (docs/server.md): its values may be "
+                    "text; MX recipe parameters (docs/workflows.md) may be added, as text or "
+                    "JSON values. Ignored: modelpath, directory (files go below the station's "
+                    "data directory), collection_software, sample_node_id, workflow_node_id, "
+                    "shape, investigationId, token. Refused: data_root.",
+                    "properties": {
+                        "prefix": _TEXT_OR_NUMBER,
+                        "run_number": _TEXT_OR_NUMBER,
+                        "sample_lims_id": {"type": ["string", "integer", "null"]},
+                        "sessionId": _TEXT_OR_NUMBER,
+                        "externalRef": {"type": "string"},
+                        "initiator": _TEXT_OR_NUMBER,
+                        "beamline": _TEXT_OR_NUMBER,
+                        "sample_location": {
+                            "type": ["string", "null"],
+                            "description": "the pin to mount, 'puck:pin'",
+                            "examples": ["1:3"],
+                        },
+                        "sample": {
+                            "description": "MXCuBE's LIMS record of the sample, or 'puck:pin'",
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "sampleId": _TEXT_OR_NUMBER,
+                                        "sampleName": {"type": "string"},
+                                        "containerSampleChangerLocation": _TEXT_OR_NUMBER,
+                                        "sampleLocation": _TEXT_OR_NUMBER,
+                                    },
+                                },
+                                {"type": "string"},
+                                {"type": "null"},
+                            ],
+                        },
+                        "mxcubeParameters": {
+                            "description": "where the callbacks go (XML-RPC)",
+                            "anyOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "host": {"type": "string", "minLength": 1},
+                                        "port": _TEXT_OR_NUMBER,
+                                        "token": {"type": ["string", "null"]},
+                                    },
+                                    "required": ["host", "port"],
+                                },
+                                {"type": "null"},
+                            ],
+                        },
+                    },
                     "additionalProperties": True,
                 }
             }

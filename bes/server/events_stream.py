@@ -252,7 +252,7 @@ async def events(
     unknown = [t for t in wanted if t not in TYPES]
     if unknown or not wanted:
         raise HTTPException(422, f"unknown event type(s) {unknown}; known: {', '.join(TYPES)}")
-    last_id = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    last_id = _event_id(last_event_id)
     hub: EventHub = request.app.state.hub
     status = await run_in_threadpool(request.app.state.queue.manager.status)
     return StreamingResponse(
@@ -260,3 +260,12 @@ async def events(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _event_id(text: str | None) -> int | None:
+    """``Last-Event-ID`` as an event id; None (a fresh stream) for anything else, as the SSE
+    rules ask: ASCII digits only (``str.isdigit`` also passes '²', which int() refuses)."""
+    text = (text or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None

@@ -64,6 +64,8 @@ SAMPLE_LOCATION = "sample_location"
 RECORD_PUCK_KEYS = ("containerSampleChangerLocation", "sampleChangerLocation")
 RECORD_PIN_KEYS = ("sampleLocation", "location")
 NOT_GIVEN = ("None", "none", "null", "")
+MAX_DIGITS = 18
+"""Longest whole number read from text (a port, a LIMS id): below 2**63."""
 LABEL_KEYS = {"session": "sessionId", "user_name": "initiator", "beamline": "beamline"}
 """Workflow-database run labels taken from the body."""
 
@@ -260,6 +262,9 @@ def _whole(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    text = value.strip() if isinstance(value, str) else ""
+    # ASCII digits only: str.isdigit() also passes '²', which int() refuses, and a bound on
+    # the length (int() refuses more than 4300 digits)
+    if text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS:
+        return int(text)
     return None

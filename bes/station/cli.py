@@ -399,9 +399,11 @@ def _valid(values: Mapping[str, Any]) -> bool:
 
 def check_recipe_inputs(recipe: Recipe, parameters: Mapping[str, Any]) -> None:
     """Every parameter must be an input of some task of ``recipe``."""
+    from bes.engine.recipes import ENGINE_INPUT_NAMES
+
     takes = sorted(
         {name for cls in recipe.task_classes.values() for name in cls.input_names()}
-        - {"WorkflowException"}
+        - set(ENGINE_INPUT_NAMES)
     )
     unknown = [name for name in parameters if name not in takes]
     if unknown:

@@ -10,8 +10,9 @@ One attempt at one entry is one ``Station.run`` of the entry's recipe on its pin
   exchange, and the pin after it fetched from the dewar during the run when the sample
   changer can prefetch; the last pin (or the pin of a stopped or aborted queue) unloaded;
 - a run that failed on a beamline-level fault raising it again (``SampleChangerFault``:
-  the queue goes to FAULT; ``BeamLossError``: the sample is re-queued and the queue waits
-  for the beam).
+  the queue goes to FAULT, the changer is reset once; ``DiskFullError``: the queue goes to
+  FAULT and waits for a person to free the data disk; ``BeamLossError``: the sample is
+  re-queued and the queue waits for the beam).
 
 ``beamline_lock`` is held while a sample runs: a REST client that drives the beamline outside
 the queue (``POST /RUN``) takes it too, so that the two never move the hardware at once.
@@ -29,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from bes.engine.events import EngineEvent, NodeEnded
-from bes.hal.errors import BeamLossError, DeviceError, SampleChangerFault
+from bes.hal.errors import BeamLossError, DeviceError, DiskFullError, SampleChangerFault
 from bes.hal.sample_changer import Location
 from bes.queue import (
     QueueEntry,
@@ -54,9 +55,12 @@ logger = logging.getLogger(__name__)
 RAISED_AGAIN: dict[str, type[DeviceError]] = {
     "SampleChangerFault": SampleChangerFault,
     "BeamLossError": BeamLossError,
+    "DiskFullError": DiskFullError,
 }
 """Faults that end a run ``failed`` but are the beamline's, not the sample's: the runner
-raises them again so that the queue acts on them (by the ``Type:`` the fault handler gives)."""
+raises them again so that the queue acts on them (by the ``Type:`` the fault handler gives).
+A full data disk fails every sample after it, so the queue stops for a person instead of
+running the dewar through to FAILED."""
 
 READY_PACE_S = 5.0
 """Beamline time between two looks at a beamline the queue waits for."""
@@ -104,6 +108,8 @@ class StationQueue:
         )
         self.backfilled = backfill_transitions(self.store, station)
         """Sample transitions of an earlier process recorded now (see the function)."""
+        self.runs_closed = close_interrupted_runs(self.store, station)
+        """Workflow runs a crash left ``running``, recorded as ended now (see the function)."""
 
     # -- the runner --------------------------------------------------------------------
 
@@ -116,7 +122,8 @@ class StationQueue:
             control.on_abort(context.request_abort)
             run_id = uuid.uuid4().hex
             control.started(run_id)
-            inputs: dict[str, Any] = {"data_root": str(station.data_dir), **entry.inputs()}
+            # the station's data directory last: no entry moves files elsewhere
+            inputs: dict[str, Any] = {**entry.inputs(), "data_root": str(station.data_dir)}
             leave_mounted = "unmount_at_end" not in entry.parameters and self._more_to_come(entry)
             if leave_mounted:
                 inputs["unmount_at_end"] = False
@@ -170,8 +177,26 @@ class StationQueue:
             return
         try:
             changer.unload()
+            return
+        except SampleChangerFault as exc:
+            if not self.manager.recover_sample_changer:
+                logger.error(
+                    "could not unload %s at the end of the queue: %s", changer.mounted, exc
+                )
+                return
+            # the configured recovery, as for a sample: reset once and try again (else the
+            # robot would stay in FAULT and the next start of the queue wait for it for ever)
+            logger.warning(
+                "unload of %s at the end of the queue: %s; resetting", changer.mounted, exc
+            )
         except DeviceError as exc:
             logger.error("could not unload %s at the end of the queue: %s", changer.mounted, exc)
+            return
+        try:
+            changer.reset()
+            changer.unload()
+        except DeviceError as exc:
+            logger.error("could not unload %s after a reset: %s", changer.mounted, exc)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -297,6 +322,60 @@ def backfill_transitions(store: QueueStore, station: Station) -> int:
         logger.warning("recorded %d sample transitions an earlier process had not", missing)
         station.recorder.flush()
     return missing
+
+
+def close_interrupted_runs(store: QueueStore, station: Station) -> int:
+    """End in the workflow database the runs a crash left ``running``: the run of each entry
+    the queue file holds mid-sample (MOUNTING to UNMOUNTING; the queue will record it
+    INTERRUPTED) is ``aborted``, error ``interrupted``, at the time of the entry's last
+    committed change. Only this queue's runs: labelled with the entry's sample and started
+    after the entry was taken (one manager per queue file, so no other process runs them).
+    Returns how many were closed."""
+    from sqlalchemy import select
+
+    from bes.queue.states import ACTIVE
+    from bes.record.schema import Run
+    from bes.record.writer import RUN_END
+
+    left = store.list(ACTIVE)
+    if not left:
+        return 0
+    with station.database.engine.connect() as connection:
+        open_runs = connection.execute(
+            select(Run.run_id, Run.sample, Run.start_time).where(
+                Run.status == "running", Run.sample.in_(sorted({e.sample for e in left}))
+            )
+        ).all()
+    closed = 0
+    for entry in left:
+        history = store.history(entry.id)
+        taken = max((c.time for c in history if c.to_state.name == "MOUNTING"), default=0.0)
+        last = history[-1].time if history else taken
+        for run_id, sample, start in open_runs:
+            if sample != entry.sample or start < taken:
+                continue
+            station.recorder.writer.put(
+                RUN_END,
+                {  # the columns of the recorder's own run end (one UPDATE for a batch)
+                    "run_id": run_id,
+                    "status": "aborted",
+                    "end_time": max(last, start),
+                    "wall_s": max(0.0, last - start),
+                    "end_beamline_s": None,
+                    "outputs": None,
+                    "node_executions": None,
+                    "error_node": None,
+                    "error_kind": "interrupted",
+                    "error_message": f"interrupted: bes stopped during {entry.state.name} "
+                    "(the process ended before the run did)",
+                    "error_traceback": None,
+                },
+            )
+            closed += 1
+    if closed:
+        logger.warning("recorded %d workflow runs an earlier process left running as ended", closed)
+        station.recorder.flush()
+    return closed
 
 
 def queue_file(data_dir: Path) -> Path:

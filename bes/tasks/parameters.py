@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bes.acquisition.layout import safe_name
 from bes.hal.sample_changer import Location
 
 Positive = Annotated[float, Field(gt=0)]
@@ -42,7 +43,9 @@ class MxParameters(BaseModel):
     """The data area; every file goes below it."""
     proposal: Annotated[str, Field(pattern=r"^[A-Za-z]+[0-9]+$")] = "mx0000"
     visit_number: Annotated[int, Field(ge=1)] = 1
-    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")] | None = None
+    prefix: (
+        Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=100)] | None
+    ) = None
     """File name prefix; default: the sample's name."""
     run_number: Annotated[int, Field(ge=1)] = 1
     """First run number to try; a taken one moves to the next free (never overwrite)."""
@@ -116,6 +119,16 @@ class MxParameters(BaseModel):
             Location.parse(value)
         return value
 
+    @field_validator("sample_name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        # files go under safe_name(sample_name): it must give a name (not '..', say)
+        if value is not None:
+            if len(value) > 100:
+                raise ValueError("at most 100 characters")
+            safe_name(value)
+        return value
+
     @field_validator("loop_omegas_deg", "char_omegas_deg")
     @classmethod
     def _some_angles(cls, value: tuple[float, ...]) -> tuple[float, ...]:
@@ -162,7 +175,7 @@ def parse_parameters(values: Mapping[str, Any]) -> MxParameters:
     if session is not None and isinstance(session, str) and "-" in session:
         code, _, visit = session.rpartition("-")
         given.setdefault("proposal", code)
-        if visit.isdigit():
+        if visit.isascii() and visit.isdigit() and len(visit) <= 18:
             given.setdefault("visit_number", int(visit))
     elif proposal_text is not None:
         given.setdefault("proposal", proposal_text)

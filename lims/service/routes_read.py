@@ -197,7 +197,10 @@ def _parse(model: type[models.Base], name: str, text: str) -> Any:
         except ValueError:
             number = None
         if number is None or not -MAX_INT <= number <= MAX_INT:
-            raise invalid(("query", name), f"{name} must be an integer, got {text!r}")
+            raise invalid(
+                ("query", name),
+                f"{name} must be an integer from {-MAX_INT} to {MAX_INT}, got {text[:80]!r}",
+            )
         return number
     return text
 
@@ -209,7 +212,11 @@ def _filter_doc(resource: Resource, name: str) -> dict[str, Any]:
         "name": name,
         "in": "query",
         "required": False,
-        "schema": {"type": "integer" if is_int else "string"},
+        "schema": (
+            {"type": "integer", "minimum": -MAX_INT, "maximum": MAX_INT}
+            if is_int
+            else {"type": "string"}
+        ),
         "description": f"only records whose {name} equals this",
     }
 

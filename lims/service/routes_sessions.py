@@ -21,6 +21,10 @@ from lims.service.idempotency import IdempotencyKeyHeader, idempotent
 from lims.service.schemas import IdPath, ProposalPath, VisitPath, split_proposal
 
 router = APIRouter(tags=["sessions and samples"])
+UPDATED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the record existed (same natural key) and was updated; its id"}
+}
+"""The other success of an upsert: 201 for a new record, 200 for an existing one."""
 
 
 def find_proposal(db: Session, proposal: str) -> models.Proposal:
@@ -57,7 +61,9 @@ def _upserted(row: models.Base, created: bool, id_name: str) -> Answer:
     return (201 if created else 200), {id_name: getattr(row, id_name)}
 
 
-@router.post("/proposals", status_code=201, summary="Create or update a proposal")
+@router.post(
+    "/proposals", status_code=201, summary="Create or update a proposal", responses=UPDATED
+)
 def add_proposal(
     record: records.Proposal, db: Db, request: Request, key: IdempotencyKeyHeader = None
 ) -> JSONResponse:
@@ -70,7 +76,10 @@ def add_proposal(
 
 
 @router.post(
-    "/proposals/{proposal}/sessions", status_code=201, summary="Create or update a session"
+    "/proposals/{proposal}/sessions",
+    status_code=201,
+    summary="Create or update a session",
+    responses=UPDATED,
 )
 def add_session(
     proposal: ProposalPath,
@@ -89,7 +98,10 @@ def add_session(
 
 
 @router.post(
-    "/proposals/{proposal}/proteins", status_code=201, summary="Create or update a protein"
+    "/proposals/{proposal}/proteins",
+    status_code=201,
+    summary="Create or update a protein",
+    responses=UPDATED,
 )
 def add_protein(
     proposal: ProposalPath,
@@ -111,6 +123,7 @@ def add_protein(
     "/proteins/{proteinId}/crystals",
     status_code=201,
     summary="Find or create a crystal form (same fields -> same crystal)",
+    responses=UPDATED,
 )
 def add_crystal(
     proteinId: IdPath,
@@ -132,6 +145,7 @@ def add_crystal(
     "/proposals/{proposal}/sessions/{visit}/containers",
     status_code=201,
     summary="Create or update a container (puck) of a session",
+    responses=UPDATED,
 )
 def add_container(
     proposal: ProposalPath,
@@ -154,6 +168,7 @@ def add_container(
     "/containers/{containerId}/samples",
     status_code=201,
     summary="Create or update the sample at a location of a container",
+    responses=UPDATED,
 )
 def add_sample(
     containerId: IdPath,

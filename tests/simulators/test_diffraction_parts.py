@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 from scipy import stats
+from scipy.special import ndtr
 
+from simulators import render_kernels
 from simulators.illumination import (
     BeamProfile,
     Body,
@@ -15,7 +17,7 @@ from simulators.illumination import (
     crystal_body,
     mean_beam_weighted_volume,
 )
-from simulators.poisson import LEVEL_STEP, PoissonSampler
+from simulators.poisson import PoissonSampler
 from simulators.reflections import (
     crystal_model,
     reciprocal_matrix,
@@ -35,14 +37,14 @@ POSE = {
 }
 
 
-@pytest.mark.parametrize("mean", [0.004, 0.08, 0.9, 6.5, 40.0, 700.0])
+@pytest.mark.parametrize("mean", [0.004, 0.08, 0.9, 6.5, 40.0, 700.0, 5000.0])
 def test_poisson_sampler_draws_poisson_counts(mean: float) -> None:
     rng = np.random.default_rng(4)
     draws = PoissonSampler(np.full(400_000, mean)).sample(rng)
-    quantised = math.exp(round(math.log(mean) / LEVEL_STEP) * LEVEL_STEP)
     assert draws.dtype == np.uint32
     observed = np.bincount(draws)
-    expected = stats.poisson.pmf(np.arange(observed.size), quantised) * draws.size
+    exact = float(np.float32(mean))  # the sampler draws exact Poisson of the float32 mean
+    expected = stats.poisson.pmf(np.arange(observed.size), exact) * draws.size
     enough = expected > 10
     chi2 = float(np.sum((observed[enough] - expected[enough]) ** 2 / expected[enough]))
     assert stats.chi2.sf(chi2, max(int(enough.sum()) - 1, 1)) > 1e-4
@@ -133,3 +135,69 @@ def test_reflections_cross_the_ewald_sphere_where_the_table_says() -> None:
     r_z = np.sin(w) * r[:, 1] + np.cos(w) * r[:, 2]
     k = np.column_stack([r[:, 0], np.cos(w) * r[:, 1] - np.sin(w) * r[:, 2], r_z + 1 / wavelength])
     np.testing.assert_allclose(np.linalg.norm(k, axis=1), 1 / wavelength, rtol=1e-9)
+
+
+def test_poisson_sampler_draws_each_pixel_of_a_varied_map_with_its_own_mean() -> None:
+    """Levels, rests spread by the alias table and means beyond the tables: every pixel's
+    draws average to its mean with Poisson variance, whatever its part of the map."""
+    rng = np.random.default_rng(6)
+    mean = rng.gamma(2.0, 1.0, 20_000) * np.repeat([0.001, 0.2, 3.0, 40.0], 5_000)
+    mean[:10] = 0.0
+    mean[-10:] = 900.0  # above the tables: drawn one by one
+    sampler = PoissonSampler(mean)
+    n = 400
+    draws = np.stack([sampler.sample(rng) for _ in range(n)]).astype(float)
+    assert not draws[:, :10].any()
+    lam = mean.astype(np.float32).astype(float)
+    z = (draws.mean(axis=0) - lam) / np.sqrt(np.maximum(lam, 1e-12) / n)
+    assert abs(z[10:].mean()) < 0.05 and z[10:].std() == pytest.approx(1.0, abs=0.03)
+    ratio = draws[:, 5_000:].var(axis=0).sum() / lam[5_000:].sum()
+    assert ratio == pytest.approx(1.0, abs=0.02)
+    # the same seed gives the same frame; another seed another one
+    np.testing.assert_array_equal(sampler.sample_seeded(7), sampler.sample_seeded(7))
+    assert not np.array_equal(sampler.sample_seeded(7), sampler.sample_seeded(8))
+
+
+def test_lookup_fill_resolves_every_ambiguous_bucket_exactly() -> None:
+    """A table of nothing but ambiguous buckets (more than the kernel can list) still draws
+    exact Poisson counts from the CDF."""
+    lam = 2.0
+    k = np.arange(40)
+    cdf = np.ascontiguousarray(stats.poisson.cdf(k, lam)[None, :])
+    cdf[0, -1] = 1.0
+    lut = np.full(4096, render_kernels.AMBIGUOUS, dtype=np.uint8)
+    rows = np.zeros(200_003, dtype=np.uint16)
+    out = np.empty(rows.size, dtype=np.uint32)
+    render_kernels.lut_fill(rows, lut, cdf, np.uint64(99), 0, rows.size, out)
+    observed = np.bincount(out)
+    expected = stats.poisson.pmf(np.arange(observed.size), lam) * out.size
+    enough = expected > 10
+    chi2 = float(np.sum((observed[enough] - expected[enough]) ** 2 / expected[enough]))
+    assert stats.chi2.sf(chi2, int(enough.sum()) - 1) > 1e-4
+
+
+@pytest.mark.parametrize("photons", [3.0, 400.0])
+def test_spots_drawn_photon_by_photon_or_pixel_by_pixel_have_the_same_profile(
+    photons: float,
+) -> None:
+    """Faint spots are drawn photon by photon, bright ones pixel by pixel (with a faint halo
+    drawn at once): both give the pixel-integrated Gaussian, truncated at 3.5 sigma."""
+    n = 4000
+    x = np.full(n, 20.3)
+    y = np.full(n, 30.7)
+    sigma = np.full(n, 1.1)
+    counts = np.zeros((60, 50), dtype=np.uint32)
+    mask = np.zeros(counts.shape, dtype=bool)
+    render_kernels.add_spots(counts, mask, x, y, np.full(n, photons), sigma, 12, np.uint64(5))
+    half = int(np.ceil(3.5 * 1.1))
+    cols = np.arange(20 - half, 20 + half + 1)
+    rows = np.arange(30 - half, 30 + half + 1)
+    wx = ndtr((cols + 1 - 20.3) / 1.1) - ndtr((cols - 20.3) / 1.1)
+    wy = ndtr((rows + 1 - 30.7) / 1.1) - ndtr((rows - 30.7) / 1.1)
+    expected = n * photons * wy[:, None] * wx[None, :]
+    observed = counts[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(float)
+    assert counts.sum() == observed.sum()  # nothing outside the footprint
+    big = expected > 50
+    z = (observed[big] - expected[big]) / np.sqrt(expected[big])
+    assert np.all(np.abs(z) < 5)
+    assert observed.sum() == pytest.approx(expected.sum(), rel=5 / np.sqrt(expected.sum()))

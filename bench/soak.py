@@ -209,7 +209,6 @@ def soak(args: argparse.Namespace, data: Path) -> int:
         lims_counts = tally.client.counts() if tally is not None else {}
     finally:
         station.close()
-        _switch_off(station)
     problems += [f"left behind: {item}" for item in leftovers(before)]
 
     entries = books.entries
@@ -306,12 +305,6 @@ def _upserts() -> frozenset[str]:
     from tests.reliability.accounting import UPSERTS
 
     return UPSERTS
-
-
-def _switch_off(station: Any) -> None:
-    renderer = getattr(station.beamline.detector, "_renderer", None)
-    if callable(getattr(renderer, "close", None)):
-        renderer.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

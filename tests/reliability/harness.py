@@ -218,15 +218,6 @@ class NightRun:
         ]
 
 
-def switch_off(station: Station) -> None:
-    """Stop the simulated detector's frame-rendering threads: the simulator keeps a pool per
-    renderer and the station has no way to close the beamline's devices."""
-    renderer = getattr(station.beamline.detector, "_renderer", None)
-    close = getattr(renderer, "close", None)
-    if callable(close):
-        close()
-
-
 @contextlib.contextmanager
 def night_run(
     folder: Path, samples: list[Sample], *, overrides: dict[str, Any] | None = None
@@ -281,7 +272,6 @@ def night_run(
     finally:
         station.close()
         lims.close()
-        switch_off(station)
         if run is not None and run.db_lock is not None:
             run.db_lock.join()
     problems += [f"left behind: {item}" for item in leftovers(before)]

@@ -12,17 +12,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
+from fastapi.responses import JSONResponse
 
 import bes
 from bes.server import bes_protocol, events_stream, monitor_routes, queue_routes
 from bes.server.auth import PROTECTED_PREFIX, BearerAuth, BodyLimit
+from lims.http_errors import add_error_handlers
 
 if TYPE_CHECKING:
     from bes.server.events_stream import EventHub
@@ -61,76 +57,13 @@ def create_app(
     app.state.abort_wait_s = abort_wait_s
     for module in (bes_protocol, queue_routes, events_stream, monitor_routes):
         app.include_router(module.router)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    add_error_handlers(app, hidden_error_keys=("input", "url", "ctx"))
     app.add_exception_handler(Exception, _internal_error)
     # Starlette runs the last added middleware first: auth, then the body limit.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuth, token=token)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """422 with FastAPI's ``detail`` list and a one-line ``message`` naming each field."""
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {key: value for key, value in error.items() if key not in ("input", "url", "ctx")}
-        for error in exc.errors()
-    ]
-    message = "; ".join(
-        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
-        for error in errors
-    )
-    return JSONResponse({"detail": jsonable_encoder(errors), "message": message}, status_code=422)
-
-
-BODY_PARSE_ERROR = "There was an error parsing the body"
-"""FastAPI's words for a body it could not decode (not UTF-8, say): replaced by the reason."""
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's answer, with the reason for an unreadable body and the route for an unknown
-    path or method (Starlette says only "Not Found" / "Method Not Allowed")."""
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
-        reason = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-        return JSONResponse({"detail": f"the body cannot be read as JSON{reason}"}, status_code=400)
-    if exc.status_code == 405 and exc.detail == "Method Not Allowed":
-        # Starlette allows the methods of the first route of the path only; a path served by
-        # two routes (GET and PATCH) allows both
-        allowed = _allowed_methods(request, (exc.headers or {}).get("Allow", ""))
-        where = f"{request.method} {request.url.path[:200]}"
-        return JSONResponse(
-            {"detail": f"Method Not Allowed: {where}; allowed: {', '.join(allowed)}"},
-            status_code=405,
-            headers={"Allow": ", ".join(allowed)},
-        )
-    if exc.status_code == 404 and exc.detail == "Not Found":
-        where = f"{request.method} {request.url.path[:200]}"
-        exc = StarletteHTTPException(
-            exc.status_code, f"{exc.detail}: {where} (the routes are listed at /docs)", exc.headers
-        )
-    return await http_exception_handler(request, exc)
-
-
-def _allowed_methods(request: Request, allow: str) -> list[str]:
-    """The methods of every route of the request's path (and ``allow``, Starlette's)."""
-    methods = {method.strip() for method in allow.split(",") if method.strip()}
-    for route in _routes(request.app):
-        path, route_methods = getattr(route, "path", None), getattr(route, "methods", None)
-        if path and route_methods and compile_path(path)[0].match(request.scope["path"]):
-            methods |= set(route_methods)
-    return sorted(methods)
-
-
-def _routes(app: FastAPI) -> list[Any]:
-    """Every route, those of included routers too (FastAPI >= 0.16x keeps them apart)."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # older FastAPI: included routes are in the app's table
-        return list(app.routes)
-    return list(iter_route_contexts(app.routes))
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -12,16 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, delete
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
 
+from lims.http_errors import add_error_handlers
 from lims.service import (
     routes_collections,
     routes_processing,
@@ -63,8 +59,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
         routes_processing,
     ):
         app.include_router(module.router)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    add_error_handlers(app)
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(DataError, _bad_value)
     app.add_exception_handler(OperationalError, _database_down)
@@ -82,68 +77,6 @@ def forget_old_keys(engine: Engine) -> int:
             delete(IdempotencyKey).where(IdempotencyKey.recordTimeStamp < utcnow() - KEY_RETENTION)
         )
     return int(result.rowcount or 0)
-
-
-async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
-    """422 with FastAPI's ``detail`` list and a one-line ``message`` naming each field."""
-    assert isinstance(exc, RequestValidationError)
-    errors = [
-        {key: value for key, value in error.items() if key not in ("input", "url")}
-        for error in exc.errors()
-    ]
-    message = "; ".join(
-        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
-        for error in errors
-    )
-    return JSONResponse({"detail": jsonable_encoder(errors), "message": message}, status_code=422)
-
-
-BODY_PARSE_ERROR = "There was an error parsing the body"
-"""FastAPI's words for a body it could not decode (not UTF-8, say): replaced by the reason."""
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's answer, with the reason for an unreadable body and the route for an unknown
-    path or method (Starlette says only "Not Found" / "Method Not Allowed")."""
-    assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and exc.detail == BODY_PARSE_ERROR:
-        reason = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-        return JSONResponse({"detail": f"the body cannot be read as JSON{reason}"}, status_code=400)
-    if exc.status_code == 405 and exc.detail == "Method Not Allowed":
-        # Starlette allows the methods of the first route of the path only; a path served by
-        # two routes (GET and PATCH) allows both
-        allowed = _allowed_methods(request, (exc.headers or {}).get("Allow", ""))
-        where = f"{request.method} {request.url.path[:200]}"
-        return JSONResponse(
-            {"detail": f"Method Not Allowed: {where}; allowed: {', '.join(allowed)}"},
-            status_code=405,
-            headers={"Allow": ", ".join(allowed)},
-        )
-    if exc.status_code == 404 and exc.detail == "Not Found":
-        where = f"{request.method} {request.url.path[:200]}"
-        exc = StarletteHTTPException(
-            exc.status_code, f"{exc.detail}: {where} (the routes are listed at /docs)", exc.headers
-        )
-    return await http_exception_handler(request, exc)
-
-
-def _allowed_methods(request: Request, allow: str) -> list[str]:
-    """The methods of every route of the request's path (and ``allow``, Starlette's)."""
-    methods = {method.strip() for method in allow.split(",") if method.strip()}
-    for route in _routes(request.app):
-        path, route_methods = getattr(route, "path", None), getattr(route, "methods", None)
-        if path and route_methods and compile_path(path)[0].match(request.scope["path"]):
-            methods |= set(route_methods)
-    return sorted(methods)
-
-
-def _routes(app: FastAPI) -> list[Any]:
-    """Every route, those of included routers too (FastAPI >= 0.16x keeps them apart)."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # older FastAPI: included routes are in the app's table
-        return list(app.routes)
-    return list(iter_route_contexts(app.routes))
 
 
 async def _conflict(_request: Request, exc: Exception) -> JSONResponse:

@@ -97,3 +97,29 @@ def app_routes(app: FastAPI) -> list[Any]:
     except ImportError:  # older FastAPI: included routes are in the app's table
         return list(app.routes)
     return list(iter_route_contexts(app.routes))
+
+
+# -- OpenAPI: the error answers and optional parameters as both apps document them --
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "what was wrong: ``detail`` (text, or one item per field with its "
+    "``loc`` and ``msg``) and, for a request FastAPI could not read, a one-line ``message``",
+    "properties": {
+        "detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+        "message": {"type": "string"},
+    },
+    "required": ["detail"],
+}
+
+
+def without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf: [X, {type: null}]`` -> X (FastAPI's spelling of an optional parameter)."""
+    choices = schema.get("anyOf")
+    if not isinstance(choices, list):
+        return schema
+    kept = [choice for choice in choices if choice.get("type") != "null"]
+    if len(kept) != 1 or len(kept) == len(choices):
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **rest}

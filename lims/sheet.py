@@ -215,12 +215,16 @@ def sheet_from_csv(text: str, source: str = "<sample sheet>") -> SampleSheet:
     for item in containers.values():
         rows = item.pop("samples")
         where = rows[0][0]
-        record = _record(r.Container, {k: v for k, v in item.items() if v is not None}, where)
-        samples = [_sample({k: v for k, v in s.items() if v is not None}, w) for w, s in rows]
+        fields = {k: v for k, v in item.items() if v is not None}
+        record = _record(r.Container, fields, where, text=True)
+        samples = [
+            _sample({k: v for k, v in s.items() if v is not None}, w, text=True) for w, s in rows
+        ]
         sheet_containers.append(SheetContainer(record, samples))
+    first = f"{source} line 2"
     sheet = SampleSheet(
-        _record(r.Proposal, _split_proposal(proposal, f"{source} line 2"), f"{source} line 2"),
-        _record(r.BLSession, {k: v for k, v in session.items() if v}, f"{source} line 2"),
+        _record(r.Proposal, _split_proposal(proposal, first), first, text=True),
+        _record(r.BLSession, {k: v for k, v in session.items() if v}, first, text=True),
         [],
         sheet_containers,
     )
@@ -255,7 +259,7 @@ def load_sheet(client: LimsClient, sheet: SampleSheet) -> LoadReport:
     return LoadReport(visit, len(sheet.containers), sheet.sample_count, sample_ids)
 
 
-def _sample(entry: Any, where: str) -> SheetSample:
+def _sample(entry: Any, where: str, *, text: bool = False) -> SheetSample:
     if not isinstance(entry, dict):
         raise SheetError(f"{where}: expected an object")
     values = dict(entry)
@@ -264,14 +268,16 @@ def _sample(entry: Any, where: str) -> SheetSample:
     if protein is not None and not isinstance(protein, str):
         raise SheetError(f"{where}: protein must be an acronym (text), got {protein!r}")
     crystal = (
-        _record(r.Crystal, crystal_data, f"{where} crystal") if crystal_data is not None else None
+        _record(r.Crystal, crystal_data, f"{where} crystal", text=text)
+        if crystal_data is not None
+        else None
     )
     if crystal is not None and protein is None:
         raise SheetError(f"{where}: a crystal needs the sample's protein (acronym)")
     if "location" not in values:
         raise SheetError(f"{where}: location is missing (the pin's place in its puck)")
     values["location"] = str(values["location"])
-    return SheetSample(_record(r.BLSample, values, where), protein, crystal)
+    return SheetSample(_record(r.BLSample, values, where, text=text), protein, crystal)
 
 
 def _check(sheet: SampleSheet, source: str) -> None:
@@ -301,10 +307,15 @@ def _check(sheet: SampleSheet, source: str) -> None:
                 )
 
 
-def _record(model: type[T], data: Any, where: str) -> T:
+def _record(model: type[T], data: Any, where: str, *, text: bool = False) -> T:
+    """``data`` as a ``model``; ``text``: every value is text (a CSV row), numbers are read
+    from it (``"16"`` -> 16). JSON values are taken as they are: a number given as text or a
+    boolean given as a number is refused, as the LIMS would."""
     if not isinstance(data, Mapping):
         raise SheetError(f"{where}: expected an object, got {data!r}")
     try:
+        if text:
+            return model.model_validate_strings(dict(data))
         return model.model_validate(dict(data))
     except ValidationError as exc:
         problems = "; ".join(

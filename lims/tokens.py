@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -26,14 +27,28 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def load_or_create_tokens(path: Path) -> dict[str, Role]:
-    """token -> role from ``path``; a new writer and reader token are made if it is missing."""
+def read_or_create_token_file(path: Path, new_text: Callable[[], str]) -> str:
+    """The text of the token file ``path``; when it is missing, ``new_text()`` is written
+    there first, in a new file (and folder) readable by its owner only (mode 600).
+
+    Also the expert system's REST server's token file (``bes serve``: ``api-token``)."""
     if not path.exists():
-        tokens = {"writer": new_token(), "reader": new_token()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = new_text()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump(tokens, out, indent=2)
-    return _read(path)
+            out.write(text)
+        return text
+    return path.read_text()
+
+
+def load_or_create_tokens(path: Path) -> dict[str, Role]:
+    """token -> role from ``path``; a new writer and reader token are made if it is missing."""
+    return _parse(read_or_create_token_file(path, _new_tokens), path)
+
+
+def _new_tokens() -> str:
+    return json.dumps({"writer": new_token(), "reader": new_token()}, indent=2)
 
 
 def read_token(path: Path, role: Role = "writer") -> str:
@@ -49,8 +64,12 @@ def read_token(path: Path, role: Role = "writer") -> str:
 
 
 def _read(path: Path) -> dict[str, Role]:
+    return _parse(path.read_text(), path)
+
+
+def _parse(text: str, path: Path) -> dict[str, Role]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TokenFileError(f"token file {path} cannot be parsed: {exc}") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(r), str) for r in ROLES):

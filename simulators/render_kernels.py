@@ -313,21 +313,28 @@ def alias_table(weight: np.ndarray) -> np.ndarray:
     return table
 
 
+@numba.njit(cache=True, inline="always")
+def _alias_draw(table: np.ndarray, state: np.uint64) -> tuple[int, np.uint64]:
+    """One bin drawn from the alias ``table`` (see :func:`alias_table`), and the stream's
+    new state."""
+    n = table.size
+    u, state = _next(state)
+    j = np.int64(min(int(u * n), n - 1))
+    state = state + _GOLDEN
+    v = _mix(state) >> np.uint64(32)
+    entry = table[j]
+    if v >= entry >> np.uint64(32):
+        j = np.int64(entry & np.uint64(0xFFFFFFFF))
+    return j, state
+
+
 @numba.njit(cache=True, nogil=True)
 def scatter_photons(n_photons: int, table: np.ndarray, seed: np.uint64, out: np.ndarray) -> None:
     """Add ``n_photons`` counts to ``out`` (flat), each in a bin drawn from the alias
     ``table`` (see :func:`alias_table`)."""
-    n = table.size
     state = seed
-    low = np.uint64(0xFFFFFFFF)
     for _ in range(n_photons):
-        u, state = _next(state)
-        j = min(int(u * n), n - 1)
-        state = state + _GOLDEN
-        v = _mix(state) >> np.uint64(32)
-        entry = table[j]
-        if v >= entry >> np.uint64(32):
-            j = np.int64(entry & low)
+        j, state = _alias_draw(table, state)
         out[j] += 1
 
 
@@ -344,17 +351,9 @@ def scatter_photons_at(
 ) -> None:
     """:func:`scatter_photons` into the pixels ``index`` of ``flat`` (bin j is pixel
     ``index[j]``)."""
-    n = table.size
     state = seed
-    low = np.uint64(0xFFFFFFFF)
     for _ in range(n_photons):
-        u, state = _next(state)
-        j = min(int(u * n), n - 1)
-        state = state + _GOLDEN
-        v = _mix(state) >> np.uint64(32)
-        entry = table[j]
-        if v >= entry >> np.uint64(32):
-            j = np.int64(entry & low)
+        j, state = _alias_draw(table, state)
         flat[index[j]] += 1
 
 

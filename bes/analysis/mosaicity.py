@@ -47,6 +47,10 @@ class MosaicityParams:
     steps: int = 48
     centre_steps: int = 48
     max_rocking_sigma_deg: float = 5.0
+    max_chains: int = 500
+    """Only the strongest chains (by peak I/sigma) of all wedges enter the fit: one spread is
+    well fixed by a few hundred, and the fit's cost grows with every chain (a strong crystal
+    gives thousands)."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,8 @@ def estimate_mosaicity(
 ) -> MosaicityEstimate:
     """Mosaic spread (FWHM, deg) fitted to the rocking curves of spot chains (module doc)."""
     p = params or MosaicityParams()
-    groups = [_chains(wedge, geometry, p) for wedge in wedges]
-    n_chains = sum(len(g[0]) for g in groups)
+    found = [_chains(wedge, geometry, p) for wedge in wedges]
+    n_chains = sum(len(g[0]) for g in found)
     if n_chains < p.min_chains:
         return MosaicityEstimate(
             None,
@@ -75,11 +79,12 @@ def estimate_mosaicity(
             False,
             f"mosaicity unknown: {n_chains} spot chains (< {p.min_chains}) across the wedges",
         )
+    groups = _strongest(found, p.max_chains)
     low, high = (math.log(v / FWHM_PER_SIGMA) for v in p.range_deg)
     trial = np.exp(np.linspace(low, high, p.steps))
     chi2 = np.zeros(trial.size)
     fraction = np.linspace(0.0, 1.0, p.centre_steps)
-    for (lorentz, observed, error), wedge in zip(groups, wedges, strict=True):
+    for (lorentz, observed, error, _), wedge in zip(groups, wedges, strict=True):
         if lorentz.size == 0:
             continue
         edges = np.arange(len(wedge.frames) + 1) * wedge.oscillation_deg
@@ -138,11 +143,30 @@ def _chi2(  # the reference for spot_kernels.rocking_chi2 (one trial spread at a
     return float(residual.min(axis=1).sum())
 
 
-def _chains(
-    wedge: ReferenceWedge, geometry: DiffractionGeometry, p: MosaicityParams
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+Chains = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Per chain: Lorentz factor, intensities (chains x frames), their errors, peak I/sigma."""
+
+
+def _strongest(groups: list[Chains], limit: int) -> list[Chains]:
+    """The ``limit`` chains of highest peak I/sigma over all wedges (each wedge keeps its
+    own), or all of them when there are not more."""
+    peaks = np.concatenate([g[3] for g in groups]) if groups else np.zeros(0)
+    if peaks.size <= limit:
+        return groups
+    threshold = np.sort(peaks)[::-1][limit - 1]
+    kept: list[Chains] = []
+    room = limit
+    for lorentz, observed, error, peak in groups:
+        keep = np.flatnonzero(peak >= threshold)[:room]
+        room -= keep.size
+        kept.append((lorentz[keep], observed[keep], error[keep], peak[keep]))
+    return kept
+
+
+def _chains(wedge: ReferenceWedge, geometry: DiffractionGeometry, p: MosaicityParams) -> Chains:
     """Per chain of one wedge: Lorentz factor, intensity on every frame of the wedge (0 where
-    not seen) and its error (the detection level where not seen)."""
+    not seen), its error (the detection level where not seen) and the chain's peak
+    I/sigma."""
     frames = [f.spots for f in wedge.frames]
     n = len(frames)
     positions = [
@@ -163,7 +187,7 @@ def _chains(
                 following[k][i] = j
                 has_previous[k + 1][j] = True
     cx, cy = geometry.beam_centre_px
-    lorentz, observed, error = [], [], []
+    lorentz, observed, error, peak = [], [], [], []
     for k in range(n):
         s = frames[k]
         if s is None:
@@ -193,6 +217,7 @@ def _chains(
             lorentz.append(factor)
             observed.append(obs)
             error.append(err)
+            peak.append(float(isig.max()))
     if not lorentz:
-        return np.zeros(0), np.zeros((0, n)), np.zeros((0, n))
-    return np.array(lorentz), np.array(observed), np.array(error)
+        return np.zeros(0), np.zeros((0, n)), np.zeros((0, n)), np.zeros(0)
+    return np.array(lorentz), np.array(observed), np.array(error), np.array(peak)

@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse
 
 import bes
 from bes.server import bes_protocol, events_stream, monitor_routes, queue_routes
-from bes.server.auth import PROTECTED_PREFIX, BearerAuth, BodyLimit
-from lims.http_errors import add_error_handlers
+from bes.server.auth import PROTECTED_PREFIX, BearerAuth, body_limit
+from lims.http_errors import ERROR_SCHEMA, add_error_handlers, without_null
 
 if TYPE_CHECKING:
     from bes.server.events_stream import EventHub
@@ -60,7 +60,7 @@ def create_app(
     add_error_handlers(app, hidden_error_keys=("input", "url", "ctx"))
     app.add_exception_handler(Exception, _internal_error)
     # Starlette runs the last added middleware first: auth, then the body limit.
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(body_limit, max_bytes=max_body_bytes)
     app.add_middleware(BearerAuth, token=token)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -87,16 +87,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "what was wrong: ``detail`` (text, or one item per field with its "
-    "``loc`` and ``msg``) and, for a request FastAPI could not read, a one-line ``message``",
-    "properties": {
-        "detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
-        "message": {"type": "string"},
-    },
-    "required": ["detail"],
-}
 _JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 _TEXT_ERROR = {"text/plain": {"schema": {"type": "string"}}}
 
@@ -128,15 +118,3 @@ def _document(path: str, method: str, operation: dict[str, Any]) -> None:
             answer["content"] = _TEXT_ERROR if protocol else _JSON_ERROR
     for parameter in operation.get("parameters", []):
         parameter["schema"] = without_null(parameter.get("schema", {}))
-
-
-def without_null(schema: dict[str, Any]) -> dict[str, Any]:
-    """``anyOf: [X, {type: null}]`` -> X (FastAPI's spelling of an optional parameter)."""
-    choices = schema.get("anyOf")
-    if not isinstance(choices, list):
-        return schema
-    kept = [choice for choice in choices if choice.get("type") != "null"]
-    if len(kept) != 1 or len(kept) == len(choices):
-        return schema
-    rest = {key: value for key, value in schema.items() if key != "anyOf"}
-    return {**kept[0], **rest}

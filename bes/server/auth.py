@@ -5,8 +5,9 @@ anything parses the request):
   ``WWW-Authenticate: Bearer`` otherwise). The BES protocol (``/RUN``, ``/STATUS``,
   ``/ABORT``) stays open: MXCuBE's client sends no credentials, so it is meant for the
   beamline network only (docs/server.md).
-- :class:`BodyLimit`: a request body above ``max_bytes`` (declared or streamed) gets 413
-  (plain text on the BES protocol's routes, JSON ``detail`` under ``/api/``).
+- :func:`body_limit`: a request body above ``max_bytes`` (declared or streamed) gets 413
+  (plain text on the BES protocol's routes, JSON ``detail`` under ``/api/``): the LIMS's
+  middleware, ``lims.http_limits.BodyLimit``, with these answers.
 
 The token comes from ``BES_API_TOKEN`` or from a token file (``DATA_DIR/api-token`` unless
 told otherwise), made on the first start and readable by its owner only.
@@ -14,13 +15,17 @@ told otherwise), made on the first start and readable by its owner only.
 
 from __future__ import annotations
 
+import functools
 import hmac
-import os
-import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lims import http_limits
+from lims.http_limits import header
+from lims.tokens import new_token, read_or_create_token_file
 
 TOKEN_FILE = "api-token"
 TOKEN_ENV = "BES_API_TOKEN"
@@ -37,14 +42,8 @@ class TokenError(ValueError):
 
 def load_or_create_token(path: Path) -> str:
     """The token in ``path``; a new one is written there (mode 600) when it is missing."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        token = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(token + "\n")
-        return token
-    return check_token(path.read_text().strip(), f"token file {path}")
+    text = read_or_create_token_file(path, lambda: new_token() + "\n")
+    return check_token(text.strip(), f"token file {path}")
 
 
 def check_token(token: str, where: str) -> str:
@@ -66,7 +65,7 @@ class BearerAuth:
         if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
             await self.app(scope, receive, send)
             return
-        authorization = _header(scope, b"authorization")
+        authorization = header(scope, b"authorization")
         if authorization is None:
             detail = "missing bearer token: send 'Authorization: Bearer <token>'"
         else:
@@ -82,98 +81,20 @@ class BearerAuth:
         await refuse(scope, receive, send, 401, detail, {"WWW-Authenticate": "Bearer"})
 
 
-class BodyLimit:
-    """413 for a request body above ``max_bytes``."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                await refuse(scope, receive, send, 400, f"bad Content-Length {declared!r}")
-                return
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send, size <= DRAIN_LIMIT_BYTES)
-                return
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            more = bool(message.get("more_body", False))
-            if total > self.max_bytes:
-                await self._too_large(scope, receive, send, more)
-                return
-            chunks.append(chunk)
-            if not more:
-                break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
-
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send, drain: bool) -> None:
-        detail = f"request body exceeds the limit of {self.max_bytes} bytes"
-        await refuse(scope, receive, send, 413, detail, drain=drain)
+def body_limit(app: ASGIApp, max_bytes: int) -> http_limits.BodyLimit:
+    """413 for a request body above ``max_bytes``, declared or streamed (see :func:`answer`)."""
+    return http_limits.BodyLimit(app, max_bytes, answer=answer, drain_limit_bytes=DRAIN_LIMIT_BYTES)
 
 
-async def refuse(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    status: int,
-    detail: str,
-    headers: dict[str, str] | None = None,
-    drain: bool = True,
-) -> None:
-    """Answer ``{"detail": ...}`` with ``status`` without calling the app (plain text on
-    the BES protocol's routes, as they answer everything)."""
-    if drain:
-        await _drain(receive)
-    response: Response = (
-        JSONResponse({"detail": detail}, status_code=status, headers=headers)
-        if scope["path"].startswith(PROTECTED_PREFIX)
-        else PlainTextResponse(detail, status_code=status, headers=headers)
-    )
-    await response(scope, receive, send)
+def answer(
+    scope: Scope, status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """A guard's refusal: JSON ``{"detail": ...}`` under ``/api/``, plain text on the BES
+    protocol's routes, as they answer everything."""
+    if scope["path"].startswith(PROTECTED_PREFIX):
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return PlainTextResponse(detail, status_code=status, headers=headers)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-async def _drain(receive: Receive) -> None:
-    total = 0
-    more = True
-    while more and total <= DRAIN_LIMIT_BYTES:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        total += len(message.get("body", b""))
-        more = bool(message.get("more_body", False))
+refuse = functools.partial(http_limits.refuse, answer=answer, drain_limit_bytes=DRAIN_LIMIT_BYTES)
+"""Answer with :func:`answer` without calling the app."""

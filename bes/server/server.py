@@ -7,10 +7,7 @@ aborted, pins put back). The station itself stays the caller's to close.
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
-import threading
-import time
 from collections.abc import Callable, Generator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -22,13 +19,12 @@ from bes.server.app import ABORT_WAIT_S, MAX_BODY_BYTES, create_app
 from bes.server.events_stream import EventHub
 from bes.server.runs import BesRuns
 from bes.station.queue_runner import StationQueue
+from lims.http_serving import ServerThread, base_url, bind, uvicorn_config
 
 if TYPE_CHECKING:
     from bes.engine.events import Subscriber
     from bes.queue.store import RecoveryPolicy
     from bes.station.station import Station
-
-logger = logging.getLogger(__name__)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -94,9 +90,7 @@ class BesServer:
             abort_wait_s=abort_wait_s,
         )
         self.url: str | None = None
-        self._uvicorn: _Uvicorn | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
+        self._serving: ServerThread | None = None
         self._closed = False
 
     # -- serving ---------------------------------------------------------------------
@@ -105,44 +99,33 @@ class BesServer:
         """Take ``host:port`` (0: a free port) and return the URL; then :meth:`serve`.
         ``quiet``: log warnings only, no access log. RuntimeError when the address is
         taken."""
-        self._socket = _bind(host, port)
-        bound = int(self._socket.getsockname()[1])
-        shown = f"[{host}]" if ":" in host else host
-        self.url = f"http://{shown}:{bound}"
-        self._uvicorn = _Uvicorn(_config(self.app, host, bound, quiet), self.hub.close)
+        sock = bind(host, port)
+        bound = int(sock.getsockname()[1])
+        self.url = base_url(host, bound)
+        server = _Uvicorn(uvicorn_config(self.app, host, bound, quiet), self.hub.close)
+        self._serving = ServerThread(server, sock, "bes-server")
         return self.url
 
     def serve(self) -> None:
         """Serve in this thread until :meth:`request_stop` (from a signal handler, say)."""
-        assert self._uvicorn is not None and self._socket is not None, "bind() first"
-        self._uvicorn.run(sockets=[self._socket])
+        assert self._serving is not None, "bind() first"
+        self._serving.run()
 
     def start(self, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 15.0) -> str:
         """Serve from a background thread (quiet); returns the URL once it answers."""
-        self.bind(host, port, quiet=True)
-        assert self._uvicorn is not None and self._socket is not None
-        server, sock = self._uvicorn, self._socket
-        self._thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="bes-server", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"the BES server did not start on {self.url}")
-            time.sleep(0.005)
-        assert self.url is not None
-        return self.url
+        url = self.bind(host, port, quiet=True)
+        assert self._serving is not None
+        if not self._serving.start(timeout_s):
+            self.close()
+            raise RuntimeError(f"the BES server did not start on {url}")
+        return url
 
     def request_stop(self, force: bool = False) -> None:
         """Stop serving: event streams end, requests under way finish, the server returns.
         Only sets flags: safe from a signal handler. ``force``: do not wait for requests
         under way."""
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
-            if force:
-                self._uvicorn.force_exit = True
+        if self._serving is not None:
+            self._serving.request_stop(force)
 
     # -- closing ---------------------------------------------------------------------
 
@@ -152,12 +135,9 @@ class BesServer:
         if self._closed:
             return
         self._closed = True
-        self.request_stop()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        if self._serving is not None:
+            self._serving.stop(timeout_s)
         self.hub.close()
-        if self._socket is not None:
-            self._socket.close()
         self.runs.close(timeout_s)
         self._unsubscribe()
         self.queue.close(timeout_s)
@@ -172,32 +152,3 @@ class BesServer:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _config(app: Any, host: str, port: int, quiet: bool) -> uvicorn.Config:
-    """Quiet (background): warnings only, no access log, the host's logging left alone."""
-    logging: dict[str, Any] = {"log_config": None, "log_level": "warning"} if quiet else {}
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        access_log=not quiet,
-        timeout_graceful_shutdown=5,
-        lifespan="off",
-        **logging,
-    )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise RuntimeError(f"cannot serve on {host}:{port}: {exc}") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock

@@ -14,7 +14,10 @@ this module is the one place where results become ISPyB records and units become
 The LIMS is a record of the experiment, not a reason to stop it: without a client (or a
 visit) every method does nothing, and a refusal by the LIMS (:class:`LimsError`) is logged
 and kept in :attr:`LimsWriter.errors`, never raised. A LIMS that is down is the client's
-business: writes queue in its outbox and handles get their ids on replay. A bad value given
+business: writes queue in its outbox and handles get their ids on replay. So is a refused
+token (401/403): it is logged and kept in the errors too, but the client keeps the writes
+queued and the writer goes on with their handles, so the records that depend on them queue
+as well and ``bes lims flush`` with the right token stores the whole tree. A bad value given
 by a task (an unknown experiment type, a naive datetime, a transmission of 25 meant as
 percent) is a bug and raises ValueError.
 """
@@ -27,15 +30,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from lims.client import records as r
-from lims.client.client import LimsClient, LimsError
+from lims.client.client import LimsAuthError, LimsClient, LimsError
 from lims.client.handles import Handle, Ref, Visit
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 PROCESSING_STATUS: dict[str, r.ProcessingStatus] = {
@@ -521,7 +524,8 @@ class LimsWriter:
         """The characterisation chain: Screening -> ScreeningOutput -> ScreeningOutputLattice
         (with a space group or cell) and, with a strategy, ScreeningStrategy -> Wedge ->
         SubWedge. Transmission and completeness go from fractions to ISPyB's percent; the
-        dose (MGy) is doseTotal. A refusal stops the chain where it happened."""
+        dose (MGy) is doseTotal. A refusal stops the chain where it happened (a refused
+        token does not: the whole chain queues for a flush)."""
         if not self.enabled or collection is None:
             return
         if screening.cell is not None and len(screening.cell) != 6:
@@ -614,18 +618,39 @@ class LimsWriter:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _write(self, what: str, call: Callable[[LimsClient, Visit], T]) -> T | None:
-        """``call(client, visit)``; a LIMS refusal is logged and kept, and answers None."""
+    def _write(
+        self, what: str, call: Callable[[LimsClient, Visit], Handle | None]
+    ) -> Handle | None:
+        """``call(client, visit)``: the handle of the record written (None for an update).
+
+        A LIMS refusal is logged and kept, and answers None: the records that would depend
+        on it are not written. A refused token is the exception: the client keeps the write
+        in its outbox for a flush with the right token and this answers its handle, so the
+        records that depend on it queue behind it and nothing of the tree is lost."""
         client, visit = self.client, self.visit
         if client is None or visit is None:
             return None
         try:
             return call(client, visit)
-        except LimsError as exc:
+        except LimsAuthError as exc:
             error = f"{what}: {exc}"
-            log.warning("LIMS write refused, the workflow goes on: %s", error)
+            if not exc.kept:
+                self._refused(error)
+                return None
+            log.warning(
+                "LIMS write refused for its token, kept in the outbox for `bes lims flush` "
+                "with the right one; the workflow goes on: %s",
+                error,
+            )
             self.errors.append(error)
+            return exc.handle
+        except LimsError as exc:
+            self._refused(f"{what}: {exc}")
             return None
+
+    def _refused(self, error: str) -> None:
+        log.warning("LIMS write refused, the workflow goes on: %s", error)
+        self.errors.append(error)
 
     def _find_or_add_sample(
         self, puck: int, pin: int, name: str, barcode: str | None
@@ -694,9 +719,16 @@ def parse_location(location: str) -> tuple[int, int]:
 
 def _record(model: type[M], **fields: Any) -> M:
     """``model`` with the fields that are not None: a create leaves the others out and an
-    update (PATCH) sends only these, never clearing a field by accident."""
+    update (PATCH) sends only these, never clearing a field by accident. NumPy scalars (a
+    count from an array, a flag from a comparison) become the Python number or bool they
+    hold: the records' numbers are strict, so an ``np.int64`` is not an int to them, while
+    a float where a count belongs (``400.0`` images) is still refused as the bug it is."""
     return model.model_validate(
-        {name: value for name, value in fields.items() if value is not None}
+        {
+            name: value.item() if isinstance(value, np.generic) else value
+            for name, value in fields.items()
+            if value is not None
+        }
     )
 
 

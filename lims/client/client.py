@@ -10,7 +10,8 @@ carries an ``Idempotency-Key``, so a retried POST whose first answer was lost ne
 a second record. A write the LIMS refuses (4xx) raises :class:`LimsRejected` when it is sent
 at once, and is kept as ``failed`` in the outbox (with the reason) when it is replayed. A
 refused token raises :class:`LimsAuthError` and keeps the write queued for a flush with the
-right token.
+right token; the error holds the write's handle, so the records that depend on it queue
+behind it, linked by its local id, and a flush stores the whole tree.
 
 Without an outbox (``outbox=None``) writes raise :class:`LimsUnavailable` when the LIMS
 cannot be reached (the sample-sheet loader works so).
@@ -62,7 +63,16 @@ class LimsRejected(LimsError):
 
 
 class LimsAuthError(LimsRejected):
-    """401 or 403: the token is wrong or may only read. Writes stay queued."""
+    """401 or 403: the token is wrong or may only read.
+
+    A write refused so, made through a client with an outbox, stays queued there (``kept``)
+    for a flush with the right token, and so does every write after it. ``handle`` is then
+    the handle of the record the refused call creates (None for an update): give it as the
+    parent of the records that depend on it, as while the LIMS is down, and they queue too,
+    linked to it by its local id."""
+
+    kept: bool = False
+    handle: Handle | None = None
 
 
 @dataclass(frozen=True)
@@ -244,12 +254,21 @@ class LimsClient:
     ) -> None:
         """Per-image scores in bulk; re-sending an image number updates that image."""
         path = "/data-collections/{0}/image-quality-indicators"
+        refused: LimsAuthError | None = None
         for start in range(0, len(indicators), BULK_CHUNK):
             chunk = indicators[start : start + BULK_CHUNK]
             body = [_body(item, r.ImageQualityIndicators) for item in chunk]
-            self._submit(
-                Write("POST", path, key=new_key(), body=body, path_refs=self._refs((collection,)))
+            write = Write(
+                "POST", path, key=new_key(), body=body, path_refs=self._refs((collection,))
             )
+            try:
+                self._submit(write)
+            except LimsAuthError as exc:
+                if not exc.kept:
+                    raise
+                refused = exc  # queued: the other chunks queue behind it
+        if refused is not None:
+            raise refused
 
     def add_xray_centring(self, group: Ref, record: r.XrayCentring) -> Handle:
         path = "/data-groups/{0}/xray-centrings"
@@ -473,10 +492,11 @@ class LimsClient:
                 try:
                     self._send_now(write, handle)
                     return
-                except LimsAuthError:
+                except LimsAuthError as exc:
                     if handle is not None:
                         self._waiting[handle.local_id] = handle
                     self._outbox.append(write)  # kept for a flush with the right token
+                    exc.kept, exc.handle = True, handle
                     raise
                 except LimsUnavailable as exc:
                     self._went_down(exc.reason)
@@ -485,7 +505,11 @@ class LimsClient:
             seq = self._outbox.append(write)
         if self._down and (self._replayer is not None or time.monotonic() < self._retry_at):
             return  # queued: the replay thread (or a later write) sends it
-        self._deliver(attempts=1 if self._down else 1 + self.retries)
+        try:
+            self._deliver(attempts=1 if self._down else 1 + self.retries)
+        except LimsAuthError as exc:  # this write stays queued behind the one refused
+            exc.kept, exc.handle = True, handle
+            raise
         refused = self._refused.pop(seq, None)
         if refused is not None:
             raise refused

@@ -14,14 +14,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 MAX_INT = 2**31 - 1
 """ISPyB ids and counts are 32-bit integers."""
 
-Int = Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
-Count = Annotated[int, Field(ge=0, le=MAX_INT)]
-Id = Annotated[int, Field(ge=1, le=MAX_INT)]
+# Numbers and booleans are strict: JSON ``true`` is not 1, ``"12"`` is not 12 and ``1`` is not
+# ``true`` (the OpenAPI schema says integer / number / boolean, and a request breaking it gets
+# a 422 naming the field). An integer is a valid float. Strings (datetimes, enumerations) stay
+# as they are: FastAPI validates parsed JSON in Python mode, where a strict datetime would
+# refuse the ISO text it arrives as. ``model_validate_strings`` reads text (CSV sample sheets).
+Int = Annotated[StrictInt, Field(ge=-MAX_INT, le=MAX_INT)]
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_INT)]
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_INT)]
+Float = StrictFloat
+Bool = StrictBool
 Name = Annotated[str, Field(max_length=255)]
 Code = Annotated[str, Field(min_length=1, max_length=45)]
 Text = Annotated[str, Field(max_length=4000)]
@@ -68,9 +75,13 @@ ScalingStatisticsType = Literal["overall", "innerShell", "outerShell"]
 
 
 class Record(BaseModel):
-    """Base of every record: unknown fields, NaN and infinities are refused."""
+    """Base of every record: unknown fields, NaN and infinities are refused, and so are
+    numbers given as booleans or text (strict ``Int``, ``Float``, ``Bool``), also when a field
+    is set after the record was made."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, str_max_length=255)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, str_max_length=255, validate_assignment=True
+    )
 
 
 # -- proposal, session, samples --------------------------------------------------------------
@@ -87,7 +98,7 @@ class Proposal(Record):
 class BLSession(Record):
     """A beamline session (visit ``mx1234-1``). Upserted on (proposal, visit_number)."""
 
-    visit_number: Annotated[int, Field(ge=1, le=MAX_INT)]
+    visit_number: Id
     beamLineName: Code | None = None
     startDate: datetime | None = None
     endDate: datetime | None = None
@@ -106,12 +117,12 @@ class Crystal(Record):
 
     name: Name | None = None
     spaceGroup: Code | None = None
-    cell_a: float | None = None
-    cell_b: float | None = None
-    cell_c: float | None = None
-    cell_alpha: float | None = None
-    cell_beta: float | None = None
-    cell_gamma: float | None = None
+    cell_a: Float | None = None
+    cell_b: Float | None = None
+    cell_c: Float | None = None
+    cell_alpha: Float | None = None
+    cell_beta: Float | None = None
+    cell_gamma: Float | None = None
     comments: Text | None = None
 
 
@@ -120,7 +131,7 @@ class Container(Record):
 
     code: Code
     barcode: Code | None = None
-    capacity: Annotated[int, Field(ge=1, le=1000)] | None = None
+    capacity: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
     sampleChangerLocation: Code | None = None
     containerType: Code | None = None
 
@@ -166,30 +177,30 @@ class DataCollection(Record):
     startTime: datetime | None = None
     endTime: datetime | None = None
     runStatus: Name | None = None
-    axisStart: float | None = None
-    axisEnd: float | None = None
-    axisRange: float | None = None
-    overlap: float | None = None
+    axisStart: Float | None = None
+    axisEnd: Float | None = None
+    axisRange: Float | None = None
+    overlap: Float | None = None
     rotationAxis: Code | None = None
-    omegaStart: float | None = None
-    kappaStart: float | None = None
-    phiStart: float | None = None
+    omegaStart: Float | None = None
+    kappaStart: Float | None = None
+    phiStart: Float | None = None
     numberOfImages: Count | None = None
     startImageNumber: Count | None = None
-    exposureTime: float | None = None
+    exposureTime: Float | None = None
     imageDirectory: FilePath | None = None
     imagePrefix: Name | None = None
     imageSuffix: Code | None = None
     fileTemplate: Name | None = None
-    wavelength: float | None = None
-    resolution: float | None = None
-    detectorDistance: float | None = None
-    xBeam: float | None = None
-    yBeam: float | None = None
-    transmission: float | None = None
-    beamSizeAtSampleX: float | None = None
-    beamSizeAtSampleY: float | None = None
-    flux: float | None = None
+    wavelength: Float | None = None
+    resolution: Float | None = None
+    detectorDistance: Float | None = None
+    xBeam: Float | None = None
+    yBeam: Float | None = None
+    transmission: Float | None = None
+    beamSizeAtSampleX: Float | None = None
+    beamSizeAtSampleY: Float | None = None
+    flux: Float | None = None
     comments: Text | None = None
     xtalSnapshotFullPath1: FilePath | None = None
     xtalSnapshotFullPath2: FilePath | None = None
@@ -204,27 +215,27 @@ DataCollectionUpdate = DataCollection
 class GridInfo(Record):
     """The mesh of a data collection: steps, step sizes (mm) and snapshot geometry."""
 
-    dx_mm: float | None = None
-    dy_mm: float | None = None
+    dx_mm: Float | None = None
+    dy_mm: Float | None = None
     steps_x: Count | None = None
     steps_y: Count | None = None
-    meshAngle: float | None = None
+    meshAngle: Float | None = None
     orientation: Literal["horizontal", "vertical"] | None = None
-    snaked: bool | None = None
-    micronsPerPixelX: float | None = None
-    micronsPerPixelY: float | None = None
-    snapshot_offsetXPixel: float | None = None
-    snapshot_offsetYPixel: float | None = None
+    snaked: Bool | None = None
+    micronsPerPixelX: Float | None = None
+    micronsPerPixelY: Float | None = None
+    snapshot_offsetXPixel: Float | None = None
+    snapshot_offsetYPixel: Float | None = None
     workflowMeshId: Id | None = None
 
 
 class Position(Record):
     """A centred position (motor coordinates, mm) where a data collection starts."""
 
-    posX: float | None = None
-    posY: float | None = None
-    posZ: float | None = None
-    scale: float | None = None
+    posX: Float | None = None
+    posY: Float | None = None
+    posZ: Float | None = None
+    scale: Float | None = None
 
 
 class ImageQualityIndicators(Record):
@@ -233,29 +244,29 @@ class ImageQualityIndicators(Record):
     imageNumber: Count
     spotTotal: Count | None = None
     goodBraggCandidates: Count | None = None
-    method1Res: float | None = None
-    method2Res: float | None = None
-    totalIntegratedSignal: float | None = None
-    dozor_score: float | None = None
+    method1Res: Float | None = None
+    method2Res: Float | None = None
+    totalIntegratedSignal: Float | None = None
+    dozor_score: Float | None = None
 
 
 class XrayCentringResult(Record):
     """One crystal found by 3D X-ray centring (grid units: voxels)."""
 
-    centreOfMassX: float | None = None
-    centreOfMassY: float | None = None
-    centreOfMassZ: float | None = None
+    centreOfMassX: Float | None = None
+    centreOfMassY: Float | None = None
+    centreOfMassZ: Float | None = None
     maxVoxelX: Int | None = None
     maxVoxelY: Int | None = None
     maxVoxelZ: Int | None = None
     numberOfVoxels: Count | None = None
-    totalCount: float | None = None
-    boundingBoxMinX: float | None = None
-    boundingBoxMaxX: float | None = None
-    boundingBoxMinY: float | None = None
-    boundingBoxMaxY: float | None = None
-    boundingBoxMinZ: float | None = None
-    boundingBoxMaxZ: float | None = None
+    totalCount: Float | None = None
+    boundingBoxMinX: Float | None = None
+    boundingBoxMaxX: Float | None = None
+    boundingBoxMinY: Float | None = None
+    boundingBoxMaxY: Float | None = None
+    boundingBoxMinZ: Float | None = None
+    boundingBoxMaxZ: Float | None = None
 
 
 class XrayCentring(Record):
@@ -313,10 +324,10 @@ class WorkflowStep(Record):
     htmlResultFilePath: FilePath | None = None
     resultFilePath: FilePath | None = None
     comments: Text | None = None
-    crystalSizeX: float | None = None
-    crystalSizeY: float | None = None
-    crystalSizeZ: float | None = None
-    maxDozorScore: float | None = None
+    crystalSizeX: Float | None = None
+    crystalSizeY: Float | None = None
+    crystalSizeZ: Float | None = None
+    maxDozorScore: Float | None = None
 
 
 WorkflowStepUpdate = WorkflowStep
@@ -327,10 +338,10 @@ class WorkflowMesh(Record):
 
     bestPositionId: Id | None = None
     bestImageId: Count | None = None
-    value1: float | None = None
-    value2: float | None = None
-    value3: float | None = None
-    value4: float | None = None
+    value1: Float | None = None
+    value2: Float | None = None
+    value3: Float | None = None
+    value4: Float | None = None
     cartographyPath: FilePath | None = None
 
 
@@ -346,66 +357,66 @@ class Screening(Record):
 class ScreeningOutput(Record):
     statusDescription: Text | None = None
     program: Code | None = None
-    resolutionObtained: float | None = None
-    mosaicity: float | None = None
+    resolutionObtained: Float | None = None
+    mosaicity: Float | None = None
     numSpotsFound: Count | None = None
-    indexingSuccess: bool | None = None
-    strategySuccess: bool | None = None
-    rankingResolution: float | None = None
+    indexingSuccess: Bool | None = None
+    strategySuccess: Bool | None = None
+    rankingResolution: Float | None = None
 
 
 class ScreeningOutputLattice(Record):
     spaceGroup: Code | None = None
     pointGroup: Code | None = None
     bravaisLattice: Code | None = None
-    unitCell_a: float | None = None
-    unitCell_b: float | None = None
-    unitCell_c: float | None = None
-    unitCell_alpha: float | None = None
-    unitCell_beta: float | None = None
-    unitCell_gamma: float | None = None
+    unitCell_a: Float | None = None
+    unitCell_b: Float | None = None
+    unitCell_c: Float | None = None
+    unitCell_alpha: Float | None = None
+    unitCell_beta: Float | None = None
+    unitCell_gamma: Float | None = None
 
 
 class ScreeningStrategy(Record):
     program: Code | None = None
-    phiStart: float | None = None
-    phiEnd: float | None = None
-    rotation: float | None = None
-    exposureTime: float | None = None
-    resolution: float | None = None
-    completeness: float | None = None
-    multiplicity: float | None = None
-    anomalous: bool | None = None
-    rankingResolution: float | None = None
-    transmission: float | None = None
+    phiStart: Float | None = None
+    phiEnd: Float | None = None
+    rotation: Float | None = None
+    exposureTime: Float | None = None
+    resolution: Float | None = None
+    completeness: Float | None = None
+    multiplicity: Float | None = None
+    anomalous: Bool | None = None
+    rankingResolution: Float | None = None
+    transmission: Float | None = None
 
 
 class ScreeningStrategyWedge(Record):
     wedgeNumber: Count | None = None
-    resolution: float | None = None
-    completeness: float | None = None
-    multiplicity: float | None = None
-    doseTotal: float | None = None
+    resolution: Float | None = None
+    completeness: Float | None = None
+    multiplicity: Float | None = None
+    doseTotal: Float | None = None
     numberOfImages: Count | None = None
-    phi: float | None = None
-    kappa: float | None = None
-    chi: float | None = None
-    wavelength: float | None = None
+    phi: Float | None = None
+    kappa: Float | None = None
+    chi: Float | None = None
+    wavelength: Float | None = None
     comments: Text | None = None
 
 
 class ScreeningStrategySubWedge(Record):
     subWedgeNumber: Count | None = None
     rotationAxis: Code | None = None
-    axisStart: float | None = None
-    axisEnd: float | None = None
-    oscillationRange: float | None = None
-    exposureTime: float | None = None
-    transmission: float | None = None
+    axisStart: Float | None = None
+    axisEnd: Float | None = None
+    oscillationRange: Float | None = None
+    exposureTime: Float | None = None
+    transmission: Float | None = None
     numberOfImages: Count | None = None
-    completeness: float | None = None
-    multiplicity: float | None = None
-    doseTotal: float | None = None
+    completeness: Float | None = None
+    multiplicity: Float | None = None
+    doseTotal: Float | None = None
     comments: Text | None = None
 
 
@@ -416,16 +427,16 @@ class AutoProcScalingStatistics(Record):
     """One shell of the processing summary."""
 
     scalingStatisticsType: ScalingStatisticsType
-    resolutionLimitLow: float | None = None
-    resolutionLimitHigh: float | None = None
-    rMerge: float | None = None
-    rMeasAllIPlusIMinus: float | None = None
-    meanIOverSigI: float | None = None
-    completeness: float | None = None
-    multiplicity: float | None = None
-    ccHalf: float | None = None
-    anomalousCompleteness: float | None = None
-    anomalousMultiplicity: float | None = None
+    resolutionLimitLow: Float | None = None
+    resolutionLimitHigh: Float | None = None
+    rMerge: Float | None = None
+    rMeasAllIPlusIMinus: Float | None = None
+    meanIOverSigI: Float | None = None
+    completeness: Float | None = None
+    multiplicity: Float | None = None
+    ccHalf: Float | None = None
+    anomalousCompleteness: Float | None = None
+    anomalousMultiplicity: Float | None = None
     nTotalObservations: Count | None = None
     nTotalUniqueObservations: Count | None = None
 
@@ -435,12 +446,12 @@ class AutoProcSummary(Record):
     AutoProcScalingStatistics)."""
 
     spaceGroup: Code | None = None
-    refinedCell_a: float | None = None
-    refinedCell_b: float | None = None
-    refinedCell_c: float | None = None
-    refinedCell_alpha: float | None = None
-    refinedCell_beta: float | None = None
-    refinedCell_gamma: float | None = None
+    refinedCell_a: Float | None = None
+    refinedCell_b: Float | None = None
+    refinedCell_c: Float | None = None
+    refinedCell_alpha: Float | None = None
+    refinedCell_beta: Float | None = None
+    refinedCell_gamma: Float | None = None
     statistics: Annotated[list[AutoProcScalingStatistics], Field(max_length=10)] = []
 
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, delete
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
-from lims.http_errors import add_error_handlers
+from lims.http_errors import ERROR_SCHEMA, add_error_handlers, without_null
 from lims.service import (
     routes_collections,
     routes_processing,
@@ -25,7 +25,7 @@ from lims.service import (
     routes_sessions,
     routes_workflows,
 )
-from lims.service.auth import PUBLIC_PATHS, READ_METHODS, BearerAuth, BodyLimit
+from lims.service.auth import PUBLIC_PATHS, READ_METHODS, BearerAuth, body_limit
 from lims.service.config import ServiceConfig
 from lims.service.db import make_engine, session_factory
 from lims.service.models import IdempotencyKey, utcnow
@@ -64,7 +64,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.add_exception_handler(DataError, _bad_value)
     app.add_exception_handler(OperationalError, _database_down)
     # Starlette runs the last added middleware first: auth, then the body limit.
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(body_limit, max_bytes=config.max_body_bytes)
     app.add_middleware(BearerAuth, tokens=config.tokens)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -127,18 +127,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "what was wrong: ``detail`` (text, or one item per field with its "
-    "``loc`` and ``msg``) and, for a request FastAPI could not read, a one-line ``message``",
-    "properties": {
-        "detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
-        "message": {"type": "string"},
-    },
-    "required": ["detail"],
-}
-
-
 def _document(path: str, method: str, operation: dict[str, Any]) -> None:
     """The answers every operation may give besides its own: auth, body limit, validation,
     unknown records, conflicts, database down; parameters that may be left out are
@@ -166,15 +154,3 @@ def _document(path: str, method: str, operation: dict[str, Any]) -> None:
         answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for parameter in operation.get("parameters", []):
         parameter["schema"] = without_null(parameter.get("schema", {}))
-
-
-def without_null(schema: dict[str, Any]) -> dict[str, Any]:
-    """``anyOf: [X, {type: null}]`` -> X (FastAPI's spelling of an optional parameter)."""
-    choices = schema.get("anyOf")
-    if not isinstance(choices, list):
-        return schema
-    kept = [choice for choice in choices if choice.get("type") != "null"]
-    if len(kept) != 1 or len(kept) == len(choices):
-        return schema
-    rest = {key: value for key, value in schema.items() if key != "anyOf"}
-    return {**kept[0], **rest}

@@ -1,4 +1,6 @@
-"""Bearer-token auth and the request body limit, as ASGI middleware.
+"""Bearer-token auth and the request body limit, as ASGI middleware (the body limit is
+``lims.http_limits.BodyLimit``, shared with the expert system's REST server, made by
+:func:`body_limit` with the LIMS's answers).
 
 Both run before FastAPI parses anything: a request with a wrong token gets 401 whatever its
 body, so nothing is written and nothing about the API's validation leaks. Reads (GET, HEAD)
@@ -8,20 +10,23 @@ public.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from collections.abc import Mapping
-from typing import Any
 
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lims import http_limits
+from lims.http_limits import READ_METHODS, header
 from lims.tokens import Role
 
+__all__ = ["PUBLIC_PATHS", "READ_METHODS", "BearerAuth", "body_limit"]
+
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 """A refused body up to this size is read (and dropped) so the client gets the answer
 instead of a broken pipe; a larger one is left unread and the connection closed."""
+_refuse = functools.partial(http_limits.refuse, drain_limit_bytes=DRAIN_LIMIT_BYTES)
 
 
 class BearerAuth:
@@ -33,11 +38,11 @@ class BearerAuth:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        role = self._role(_header(scope, b"authorization"))
+        role = self._role(header(scope, b"authorization"))
         if role is None:
             detail = (
                 "missing bearer token: send 'Authorization: Bearer <token>'"
-                if _header(scope, b"authorization") is None
+                if header(scope, b"authorization") is None
                 else "unknown bearer token"
             )
             await _refuse(scope, receive, send, 401, detail, {"WWW-Authenticate": "Bearer"})
@@ -63,105 +68,13 @@ class BearerAuth:
         return found
 
 
-class BodyLimit:
-    """413 for a request body above ``max_bytes``, declared (Content-Length) or streamed."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in READ_METHODS:
-            await self.app(scope, receive, send)
-            return
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                await _refuse(scope, receive, send, 400, f"bad Content-Length {declared!r}")
-                return
-            if size > self.max_bytes:
-                await self._too_large(scope, receive, send, size)
-                return
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # client went away
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_bytes:
-                more = bool(message.get("more_body", False))
-                await self._too_large(scope, receive, send, None, drain=more)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
-
-    async def _too_large(
-        self, scope: Scope, receive: Receive, send: Send, size: int | None, drain: bool = True
-    ) -> None:
-        told = f"of {size} bytes " if size is not None else ""
-        detail = (
-            f"request body {told}exceeds the limit of {self.max_bytes} bytes; send less per call"
-        )
-        await _refuse(
-            scope,
-            receive,
-            send,
-            413,
-            detail,
-            drain=drain and (size is None or size <= DRAIN_LIMIT_BYTES),
-        )
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-async def _refuse(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    status: int,
-    detail: str,
-    headers: dict[str, str] | None = None,
-    drain: bool = True,
-) -> None:
-    if drain:
-        await _drain(receive)
-    response = JSONResponse({"detail": detail}, status_code=status, headers=headers)
-    await response(scope, receive, send)
-
-
-async def _drain(receive: Receive) -> None:
-    """Read what is left of the request body, up to DRAIN_LIMIT_BYTES."""
-    total = 0
-    more: Any = True
-    while more and total <= DRAIN_LIMIT_BYTES:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        total += len(message.get("body", b""))
-        more = message.get("more_body", False)
+def body_limit(app: ASGIApp, max_bytes: int) -> http_limits.BodyLimit:
+    """413 for a request body above ``max_bytes``, declared (Content-Length) or streamed,
+    with a JSON ``detail`` that names a declared size and says what to do."""
+    return http_limits.BodyLimit(
+        app,
+        max_bytes,
+        drain_limit_bytes=DRAIN_LIMIT_BYTES,
+        size_in_detail=True,
+        advice="; send less per call",
+    )

@@ -11,19 +11,16 @@ it down and joins the thread::
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from lims.http_serving import ServerThread, base_url, bind, uvicorn_config
 from lims.service.app import create_app
 from lims.service.config import DATABASE_FILE, ServiceConfig, sqlite_url
 from lims.tokens import TOKENS_FILE, new_token
@@ -38,17 +35,12 @@ class EmbeddedLims:
     reader_token: str
     port: int
     database_url: str
-    _server: uvicorn.Server = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-    _socket: socket.socket = field(repr=False)
+    _serving: ServerThread = field(repr=False)
     _engine: Engine = field(repr=False)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop serving (requests under way are finished) and release the port and database."""
-        self._server.should_exit = True
-        self._thread.join(timeout_s)
-        self._socket.close()
-        if self._thread.is_alive():
+        if not self._serving.stop(timeout_s):
             raise RuntimeError(
                 f"the embedded LIMS on port {self.port} did not stop in {timeout_s} s"
             )
@@ -56,7 +48,7 @@ class EmbeddedLims:
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._serving.running
 
     def __enter__(self) -> EmbeddedLims:
         return self
@@ -99,31 +91,21 @@ def start_embedded(
         **({"max_body_bytes": max_body_bytes} if max_body_bytes else {}),
     )
     app = create_app(config)
-    sock = _bind(host, port)
+    sock = bind(host, port, "the LIMS")
     bound_port = int(sock.getsockname()[1])
-    server = uvicorn.Server(_uvicorn_config(app, host, bound_port, embedded=True))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"lims-{bound_port}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + startup_timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(5.0)
-            sock.close()
-            app.state.engine.dispose()
-            raise RuntimeError(f"the embedded LIMS did not start on {host}:{bound_port}")
-        time.sleep(0.005)
+    server = uvicorn.Server(uvicorn_config(app, host, bound_port, quiet=True))
+    serving = ServerThread(server, sock, f"lims-{bound_port}")
+    if not serving.start(startup_timeout_s):
+        serving.stop(5.0)
+        app.state.engine.dispose()
+        raise RuntimeError(f"the embedded LIMS did not start on {host}:{bound_port}")
     return EmbeddedLims(
-        url=f"http://{host}:{bound_port}",
+        url=base_url(host, bound_port),
         token=token,
         reader_token=reader_token,
         port=bound_port,
         database_url=config.database_url,
-        _server=server,
-        _thread=thread,
-        _socket=sock,
+        _serving=serving,
         _engine=app.state.engine,
     )
 
@@ -149,35 +131,6 @@ def serve(
     database = make_url(config.database_url).render_as_string(hide_password=True)
     announce(f"LIMS on http://{host}:{port} (database {database}; {where}; API /docs)")
     try:
-        uvicorn.Server(_uvicorn_config(app, host, port, embedded=False)).run()
+        uvicorn.Server(uvicorn_config(app, host, port, quiet=False)).run()
     finally:
         app.state.engine.dispose()
-
-
-def _uvicorn_config(app: FastAPI, host: str, port: int, embedded: bool) -> uvicorn.Config:
-    """Embedded: quiet, and the host application's logging left alone."""
-    logging: dict[str, object] = {"log_config": None, "log_level": "warning"} if embedded else {}
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        access_log=not embedded,
-        timeout_graceful_shutdown=5,
-        lifespan="off",
-        **logging,  # type: ignore[arg-type]
-    )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP;
-    # without it every keep-alive answer waits ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise RuntimeError(f"cannot serve the LIMS on {host}:{port}: {exc}") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 import requests
 
-from lims.client import LimsAuthError, LimsClient, LimsRejected, Visit
+from lims.client import FlushReport, Handle, LimsAuthError, LimsClient, LimsRejected, Visit
 from lims.client import records as r
 from lims.client.outbox import Outbox, Write
 from lims.service.embedded import EmbeddedLims
@@ -180,6 +180,79 @@ def test_a_wrong_token_raises_and_keeps_the_write_for_a_flush_with_the_right_one
         assert right.counts()["Workflow"] == 0  # nothing written with the wrong token
         assert right.flush().delivered == 1
         assert right.counts()["Workflow"] == 1
+
+
+def queued(write: Callable[[], Handle | None]) -> Handle | None:
+    """``write()`` through a client whose token is refused: the LimsAuthError it raises says
+    the write is kept in the outbox and holds its handle."""
+    with pytest.raises(LimsAuthError, match="401") as refused:
+        write()
+    assert refused.value.kept
+    return refused.value.handle
+
+
+def test_with_a_wrong_token_dependent_writes_queue_behind_their_parents_and_a_flush_stores_all(
+    lims: EmbeddedLims, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lims.client.client.BULK_CHUNK", 2)  # three bulk requests
+    with LimsClient(lims.url, lims.token, **FAST) as seeding:
+        visit, sample = seed_session(seeding)
+    outbox = tmp_path / "o.sqlite"
+    wrong_token = {**FAST, "auto_replay": False}  # the replay thread would answer for it
+    with LimsClient(lims.url, "not-the-token-at-all", outbox=outbox, **wrong_token) as wrong:
+        workflow = queued(lambda: wrong.add_workflow(r.Workflow(workflowType="MXPressE")))
+        assert workflow is not None
+        group = queued(
+            lambda: wrong.add_data_group(
+                visit,
+                r.DataCollectionGroup(experimentType="Mesh"),
+                sample=sample,
+                workflow=workflow,
+            )
+        )
+        assert group is not None
+        collection = queued(lambda: wrong.add_data_collection(group, r.DataCollection()))
+        assert collection is not None
+        rows = [r.ImageQualityIndicators(imageNumber=i, spotTotal=i) for i in range(1, 6)]
+        assert queued(lambda: wrong.add_image_quality_indicators(collection, rows)) is None
+        done = r.DataCollectionUpdate(runStatus="Data collection successful")
+        assert queued(lambda: wrong.update_data_collection(collection, done)) is None
+        assert [h.id for h in (workflow, group, collection)] == [None, None, None]
+        assert wrong.pending() == 7 and wrong.failed() == []
+
+    with LimsClient(lims.url, lims.token, outbox=outbox, auto_replay=False, **FAST) as right:
+        before = right.counts()
+        assert (before["Workflow"], before["DataCollectionGroup"]) == (0, 0)
+        assert right.flush() == FlushReport(delivered=7, pending=0, failed=0)
+        assert right.flush() == FlushReport(delivered=0, pending=0, failed=0)
+
+        ids = {h.kind: right.handle(h.local_id).id for h in (workflow, group, collection)}
+        [stored_group] = right.records("data-groups")
+        assert stored_group["dataCollectionGroupId"] == ids["DataCollectionGroup"]
+        assert stored_group["workflowId"] == ids["Workflow"]
+        assert stored_group["blSampleId"] == sample.id
+        [stored] = right.records("data-collections")
+        assert stored["dataCollectionId"] == ids["DataCollection"]
+        assert stored["dataCollectionGroupId"] == ids["DataCollectionGroup"]
+        assert stored["runStatus"] == "Data collection successful"
+        indicators = right.records("image-quality-indicators")
+        assert sorted(row["imageNumber"] for row in indicators) == [1, 2, 3, 4, 5]
+        assert {row["dataCollectionId"] for row in indicators} == {ids["DataCollection"]}
+        after = right.counts()
+        assert (after["Workflow"], after["DataCollectionGroup"], after["DataCollection"]) == (
+            1,
+            1,
+            1,
+        )
+
+
+def test_without_an_outbox_a_refused_token_keeps_nothing(lims: EmbeddedLims) -> None:
+    with (
+        LimsClient(lims.url, "not-the-token-at-all", **FAST) as wrong,
+        pytest.raises(LimsAuthError, match="401") as refused,
+    ):
+        wrong.add_workflow(r.Workflow(workflowType="MXPressE"))
+    assert not refused.value.kept and refused.value.handle is None
 
 
 class Flaky(BaseHTTPRequestHandler):

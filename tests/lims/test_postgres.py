@@ -40,9 +40,9 @@ def _database_url() -> str:
 
 @pytest.fixture
 def pg_lims(tmp_path: Path) -> Iterator[EmbeddedLims]:
+    url = _database_url()  # skips when psycopg is missing: import it after
     import psycopg
 
-    url = _database_url()
     schema = f"lims_test_{uuid.uuid4().hex[:12]}"
     try:
         with start_embedded(tmp_path, database_url=url, database_schema=schema) as server:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bes.cli import main
 from bes.tasks.lims_records import (
     GridRecord,
     LimsWriter,
@@ -253,6 +254,11 @@ def test_a_whole_workflow_leaves_every_record_linked_and_in_ispyb_units(
     out = write_workflow(writer)
 
     assert writer.errors == [] and client.pending() == 0 and client.failed() == []
+    assert_workflow_stored(client, writer, out)
+
+
+def assert_workflow_stored(client: LimsClient, writer: LimsWriter, out: dict[str, Any]) -> None:
+    """Every record of :func:`write_workflow` is in the LIMS once, linked and in ISPyB units."""
     sample_id = ident(writer.sample)
     workflow_id = ident(writer.workflow)
     sample = client.get("samples", sample_id)
@@ -458,12 +464,49 @@ def test_refusals_are_logged_and_kept_and_the_workflow_goes_on(
     assert client.pending() == 0 and client.failed() == []
 
 
-def test_a_reader_token_is_a_refusal_too(lims: EmbeddedLims, tmp_path: Path) -> None:
+def test_a_reader_token_is_a_refusal_kept_for_a_flush_with_a_writer_token(
+    lims: EmbeddedLims, tmp_path: Path
+) -> None:
     with LimsClient(lims.url, lims.reader_token, outbox=tmp_path / "r.sqlite", **FAST) as reader:
         writer = LimsWriter(reader, VISIT)
         writer.start_workflow("MeshScan", "mesh")
-        assert writer.workflow is None
+        assert isinstance(writer.workflow, Handle) and writer.workflow.id is None
         assert len(writer.errors) == 1 and "403" in writer.errors[0]
+        assert reader.pending() == 1 and reader.failed() == []
+
+
+def test_with_a_wrong_token_the_whole_tree_waits_and_one_flush_stores_it_once(
+    lims: EmbeddedLims, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every write refused with 401 (parents and the records that depend on them) stays in
+    the outbox; ``bes lims flush`` with the right token stores the whole tree, linked."""
+    outbox = tmp_path / "o.sqlite"
+    with LimsClient(lims.url, "not-the-token-at-all", outbox=outbox, **FAST) as wrong:
+        with caplog.at_level(logging.WARNING, logger="bes.tasks.lims_records"):
+            writer = LimsWriter.for_sample(
+                wrong, VISIT, "1:3", beamline_name="SIM-MX", barcode="DM0103"
+            )
+            out = write_workflow(writer)
+
+        handles = [writer.sample, writer.workflow, *out.values()]
+        assert all(isinstance(h, Handle) and h.id is None for h in handles), handles
+        assert writer.errors and all("401" in error for error in writer.errors)
+        assert "kept in the outbox for `bes lims flush`" in caplog.text
+        queued = wrong.pending()
+        assert queued > 20 and wrong.failed() == []
+    with LimsClient(lims.url, lims.token, auto_replay=False, **FAST) as right:
+        assert table_counts(right) == {}  # nothing written with the wrong token
+
+    flush = ["lims", "flush", "--outbox", str(outbox), "--url", lims.url, "--token", lims.token]
+    assert main(flush) == 0
+    assert main(flush) == 0  # a second flush has nothing left to send
+
+    with LimsClient(lims.url, lims.token, outbox=outbox, auto_replay=False, **FAST) as right:
+        assert right.pending() == 0 and right.failed() == []
+        for handle in handles:  # the ids the flush got, by local id (as a later process would)
+            assert isinstance(handle, Handle)
+            handle.id = right.handle(handle.local_id).id
+        assert_workflow_stored(right, writer, out)
 
 
 def test_bad_values_from_a_task_are_bugs_and_raise(client: LimsClient) -> None:

@@ -96,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs; data in {data}",
         flush=True,
     )
+    cpu_start = time.process_time()
     try:
         report = run_night(args.samples, args.seed, data, lims=not args.no_lims, prefetch=True)
+        cpu_s = time.process_time() - cpu_start
     finally:
         if args.keep is None:
             shutil.rmtree(data, ignore_errors=True)
@@ -122,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     if report.lims_counts:
         total = sum(report.lims_counts.values())
         print(f"LIMS: {total} rows written over HTTP")
+    cores = os.cpu_count() or 1
+    print(
+        f"CPU time of the process (every thread): {cpu_s:.1f} s; {cpu_s / args.samples:.2f} s "
+        f"per sample; {cpu_s / max(wall, 1e-9):.2f} cores busy on average; with all {cores} "
+        f"cores busy all the time a {FULL_NIGHT}-sample night would still take "
+        f"{cpu_s / args.samples * FULL_NIGHT / cores / 60:.1f} min"
+    )
     night_wall = wall * FULL_NIGHT / args.samples
     projected = "" if args.samples == FULL_NIGHT else f", projected from {args.samples} samples"
     print(

@@ -7,7 +7,8 @@ the queue is RUNNING, and the commands a person (CLI, REST) gives it.
 - ``pause`` takes effect at the current run's next step boundary (``RunControl.checkpoint``),
   or between samples for a runner that offers none (PAUSING until then); ``resume`` goes on.
 - Before each sample the beamline must be ready (beam, sample changer): otherwise the queue
-  holds (PAUSED, ``waiting for beam``) and resumes by itself once it is ready again.
+  holds (PAUSED, ``waiting for beam``) and resumes by itself once it is ready again; a sample
+  changer found in FAULT, which does not clear by itself, is a beamline fault as below.
 - A beamline-level fault (``SampleChangerFault``, ``DiskFullError``) puts the queue in FAULT;
   the sample is re-queued (the fault was not its doing). With ``recover_sample_changer`` a
   sample-changer fault is cleared by a reset, once per entry, and the queue goes on; otherwise
@@ -33,7 +34,7 @@ from bes.queue.control import RunControl, RunResult
 from bes.queue.entries import NewEntry, QueueEntry
 from bes.queue.events import QueueEvents, Subscriber
 from bes.queue.machines import QueueMachine, SampleMachine, TransitionHook
-from bes.queue.readiness import Readiness, always_ready, beamline_readiness
+from bes.queue.readiness import NotReady, Readiness, always_ready, beamline_readiness, not_ready
 from bes.queue.states import (
     ACTIVE,
     FINAL,
@@ -64,7 +65,8 @@ STOP_REASON = "stop after the current sample"
 class QueueManager:
     """Runs the entries of ``store`` with ``runner``. ``recorder``: the workflow database's
     recorder; ``beamline``: for the default readiness check and the sample changer reset;
-    ``beamline_ready``: the readiness check (None when ready, else what to wait for);
+    ``beamline_ready``: the readiness check (None when ready, else what to wait for, or a
+    ``NotReady`` fault: FAULT as for a fault raised by a run);
     ``abort_current(reason)``: ends the current run now (besides ``RunControl.on_abort``);
     ``fault_errors``: runner exceptions that are beamline-level faults (FAULT; only a
     ``SampleChangerFault`` has a configured recovery, the reset);
@@ -117,7 +119,8 @@ class QueueManager:
         self._control: RunControl | None = None
         self._sample: SampleMachine | None = None
         self._reset_tried: set[int] = set()
-        self._recovery_due: int | None = None
+        self._recovery_due: tuple[int, str] | None = None
+        """The entry a planned sample-changer reset is for, and the reason of the RECOVER."""
         self._recovering = False
 
     # -- entries -----------------------------------------------------------------------
@@ -328,26 +331,41 @@ class QueueManager:
             if recovery is not None:
                 self._recover_changer(recovery)
                 continue
-            wait = self._ready()  # outside the lock: may ask the hardware
+            wait = not_ready(self._ready())  # outside the lock: may ask the hardware
             with self._lock:
                 if self._queue.state is not state:
                     continue
+                if state is Q.PAUSED and not self._waiting_for_beamline():
+                    continue  # a person took the wait over meanwhile
+                if wait is not None and wait.fault and self._beamline_fault(wait):
+                    continue
                 if state is Q.PAUSED:
-                    if not self._waiting_for_beamline():
-                        continue
-                    if wait is None:
+                    if wait is None or wait.fault:
                         self._queue.fire(QT.BEAMLINE_READY, "the beamline is ready again")
                     else:
                         self._wake.wait(self._poll_s)
                     continue
-                if wait is not None:
-                    self._queue.fire(QT.WAIT_BEAMLINE, wait)
+                if wait is not None and not wait.fault:
+                    self._queue.fire(QT.WAIT_BEAMLINE, wait.reason)
                     continue
                 entry = self.store.next_queued()
                 if entry is None:
                     self._queue.fire(QT.FINISH, "queue empty")
                     continue
                 return self._take(entry)
+
+    def _beamline_fault(self, fault: NotReady) -> bool:
+        """The readiness check found a fault that will not clear by itself (a sample changer
+        left in FAULT outside the queue's recovery): FAULT, as for the same fault raised by a
+        run, with one reset planned for the next entry when ``resettable``. False (not the
+        queue's business) when no entry waits to be mounted: the queue then ends."""
+        following = self.store.next_queued()
+        if following is None:
+            return False
+        self._queue.fire(QT.FAULT, fault.reason)
+        then = f"going on with entry {following.id}"
+        self._plan_reset(following.id, fault.resettable, then)
+        return True
 
     def _waiting_for_beamline(self) -> bool:
         return self._queue.state is Q.PAUSED and self._queue.last_trigger is QT.WAIT_BEAMLINE
@@ -435,10 +453,16 @@ class QueueManager:
             return  # stopping or aborting: the queue ends anyway
         self._queue.fire(QT.FAULT, reason)
         entry_id = control.entry.id
+        self._plan_reset(entry_id, resettable, f"retrying entry {entry_id}")
+
+    def _plan_reset(self, entry_id: int, resettable: bool, then: str) -> None:
+        """The configured recovery of a FAULT: one sample-changer reset per entry (a fault
+        that comes back on the same entry waits for a person); ``then``: what the queue does
+        after the reset, for the reason of its RECOVER."""
         can_reset = resettable and self.recover_sample_changer and self._beamline is not None
         if can_reset and entry_id not in self._reset_tried:
             self._reset_tried.add(entry_id)
-            self._recovery_due = entry_id
+            self._recovery_due = (entry_id, then)
 
     def _requeue(self, sample: SampleMachine, control: RunControl, reason: str) -> None:
         """A fault of the beamline's state, not of the sample (beam loss): the sample goes
@@ -454,7 +478,7 @@ class QueueManager:
         else:
             self._after_failure(control.entry)
 
-    def _recover_changer(self, entry_id: int) -> None:
+    def _recover_changer(self, recovery: tuple[int, str]) -> None:
         """The configured recovery: reset the sample changer once, then go on."""
         assert self._beamline is not None
         try:
@@ -468,7 +492,7 @@ class QueueManager:
         with self._lock:
             self._recovering = False
             if self._queue.state is Q.FAULT:
-                self._queue.fire(QT.RECOVER, f"sample changer reset; retrying entry {entry_id}")
+                self._queue.fire(QT.RECOVER, f"sample changer reset; {recovery[1]}")
 
     # -- callbacks of the run ------------------------------------------------------------
 

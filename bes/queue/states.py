@@ -226,6 +226,13 @@ QUEUE_TRANSITIONS: tuple[dict[str, Any], ...] = (
     },
     {"trigger": QueueTrigger.ABORT_DONE, "source": Q.ABORTING, "dest": Q.IDLE},
     {"trigger": QueueTrigger.FAULT, "source": [Q.RUNNING, Q.PAUSING], "dest": Q.FAULT},
+    # Waiting for the beam, the sample changer found in FAULT: it will not clear by itself.
+    {
+        "trigger": QueueTrigger.FAULT,
+        "source": Q.PAUSED,
+        "dest": Q.FAULT,
+        "conditions": [paused_for_beamline],
+    },
     {"trigger": QueueTrigger.RECOVER, "source": Q.FAULT, "dest": Q.RUNNING},
 )
 

@@ -8,11 +8,13 @@ One attempt at one entry is one ``Station.run`` of the entry's recipe on its pin
 - abort and skip reaching the run's context at once (the engine stops the beamline);
 - the pin left on the goniometer while more samples wait, so that the next mount is one
   exchange, and the pin after it fetched from the dewar during the run when the sample
-  changer can prefetch; the last pin (or the pin of a stopped or aborted queue) unloaded;
+  changer can prefetch; the last pin (or the pin of a stopped or aborted queue) unloaded,
+  and recorded in the LIMS as the run's robot moves are;
 - a run that failed on a beamline-level fault raising it again (``SampleChangerFault``:
   the queue goes to FAULT, the changer is reset once; ``DiskFullError``: the queue goes to
   FAULT and waits for a person to free the data disk; ``BeamLossError``: the sample is
-  re-queued and the queue waits for the beam).
+  re-queued and the queue waits for the beam), decided by the fault the run ended on, not
+  by a fault its fault handler met afterwards.
 
 ``beamline_lock`` is held while a sample runs: a REST client that drives the beamline outside
 the queue (``POST /RUN``) takes it too, so that the two never move the hardware at once.
@@ -25,6 +27,7 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -41,14 +44,16 @@ from bes.queue import (
     beamline_readiness,
 )
 from bes.queue.phases import MOUNT_TASKS, PhaseReporter
-from bes.queue.readiness import Readiness
+from bes.queue.readiness import NotReady, Readiness, not_ready
 from bes.queue.store import RecoveryPolicy
 
 if TYPE_CHECKING:
+    from bes.engine.context import RunContext
     from bes.engine.events import Subscriber
     from bes.hal import Beamline
     from bes.station.report import RunReport
     from bes.station.station import Station
+    from bes.tasks.lims_records import LimsWriter
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +63,8 @@ RAISED_AGAIN: dict[str, type[DeviceError]] = {
     "DiskFullError": DiskFullError,
 }
 """Faults that end a run ``failed`` but are the beamline's, not the sample's: the runner
-raises them again so that the queue acts on them (by the ``Type:`` the fault handler gives).
+raises them again so that the queue acts on them (by the ``Type:`` of the root cause, as the
+fault handler gives it).
 A full data disk fails every sample after it, so the queue stops for a person instead of
 running the dewar through to FAILED."""
 
@@ -95,6 +101,9 @@ class StationQueue:
         self.beamline_lock = threading.Lock()
         self.reports: dict[int, RunReport] = {}
         """The last run report of each entry run by this process."""
+        self._pin_lims: LimsWriter | None = None
+        """The LIMS writer of the run whose pin is on the goniometer (its visit, its sample):
+        where the queue records putting that pin back outside any run."""
         self.manager = QueueManager(
             self.store,
             self.run_entry,
@@ -142,6 +151,7 @@ class StationQueue:
                 run_id=run_id,
             )
             self.reports[entry.id] = report
+            self._keep_pin_lims(context)
             asked_to_keep = entry.parameters.get("unmount_at_end") is False
             if not asked_to_keep and not self._more_to_come(entry):
                 self._unload_left_pin()  # also after an abort or skip: no fault handler ran
@@ -170,13 +180,25 @@ class StationQueue:
         except ValueError:
             return None
 
+    def _keep_pin_lims(self, context: RunContext) -> None:
+        """Keep the LIMS writer of the run whose pin stays on the goniometer (forget it once
+        nothing is mounted; a pin another run left stays with that run's writer)."""
+        from bes.tasks.mx_state import STATE_KEY, SampleRun
+
+        run = context.state.get(STATE_KEY)
+        mounted = self.station.beamline.sample_changer.mounted
+        if isinstance(run, SampleRun) and mounted is not None and run.location == mounted:
+            self._pin_lims = run.lims
+        elif mounted is None:
+            self._pin_lims = None
+
     def _unload_left_pin(self) -> None:
         """The queue ends (empty, stopped or aborted): put back the pin left mounted."""
         changer = self.station.beamline.sample_changer
         if changer.mounted is None:
             return
         try:
-            changer.unload()
+            self._unload("put back at the end of the queue")
             return
         except SampleChangerFault as exc:
             if not self.manager.recover_sample_changer:
@@ -194,9 +216,43 @@ class StationQueue:
             return
         try:
             changer.reset()
-            changer.unload()
+            self._unload("put back at the end of the queue, after a sample changer reset")
         except DeviceError as exc:
             logger.error("could not unload %s after a reset: %s", changer.mounted, exc)
+
+    def _unload(self, note: str) -> None:
+        """Unload the mounted pin, recorded in the LIMS as a RobotAction UNLOAD like the robot
+        moves of a run (SUCCESS with ``note``, or ERROR with the fault, raised again)."""
+        changer = self.station.beamline.sample_changer
+        pin, start = str(changer.mounted), datetime.now(UTC)
+        try:
+            changer.unload()
+        except DeviceError as exc:
+            self._record_unload(pin, start, "ERROR", f"{type(exc).__name__}: {exc}")
+            raise
+        self._record_unload(pin, start, "SUCCESS", note)
+
+    def _record_unload(self, pin: str, start: datetime, status: str, message: str) -> None:
+        """Record an unload outside any run through the writer of the run that mounted the pin
+        (none: no LIMS, or the pin was mounted by an earlier process). Never raises: the pin
+        is back whatever the record does; a LIMS that is down keeps the write in the client's
+        outbox, and one that refuses it is logged."""
+        writer = self._pin_lims
+        if writer is None or writer.location != pin:
+            if self.station.lims is not None:
+                logger.info("unload of %s not recorded in the LIMS: no run here mounted it", pin)
+            return
+        try:
+            writer.robot_action(
+                "UNLOAD",
+                start=start,
+                end=datetime.now(UTC),
+                status=status,
+                message=message,
+                location=pin,
+            )
+        except Exception:
+            logger.exception("the LIMS record of the unload of %s failed", pin)
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -248,35 +304,47 @@ class _Prefetcher:
 
 
 def _raise_beamline_fault(report: RunReport) -> None:
-    """Raise the beamline-level fault a failed run ended on (the fault handler's reason
-    ``Type: device (pin P): message`` is in the run's error)."""
-    if report.status != "failed" or not report.error:
+    """Raise the beamline-level fault a failed run ended on, judged by its root cause only:
+    the run's summary ``reason`` (the fault handler's ``Type: device (pin P): message``),
+    else the start of its error. A fault met after the root cause (the unmount of a sample
+    that failed on a DetectorError meeting a robot fault: ``...; sample left mounted: unmount
+    failed (SampleChangerFault: ...)``) leaves the sample FAILED with its own reason; the
+    changer's FAULT is then met by the readiness check before the next sample."""
+    if report.status != "failed":
         return
-    found = _FAULT.search(report.error)
-    if found is None:
-        return
-    kind, device, pin, message = found.groups()
-    raise RAISED_AGAIN[kind](device, message.strip(), pin)
+    reason = report.summary.get("reason") if report.summary else None
+    for text in (reason, report.error):
+        found = _FAULT.match(text) if isinstance(text, str) else None
+        if found is not None:
+            kind, device, pin, message = found.groups()
+            raise RAISED_AGAIN[kind](device, message.strip(), pin)
 
 
 _FAULT = re.compile(
-    r"\b(" + "|".join(RAISED_AGAIN) + r"): (\w+)(?: \(pin ([^)]+)\))?: (.*)$", re.DOTALL
+    r"(?:(?:node '[^']*'|workflow): \w+: )?(?:SampleFailed: )?"
+    r"(" + "|".join(RAISED_AGAIN) + r"): (\w+)(?: \(pin ([^)]+)\))?: (.*)$",
+    re.DOTALL,
 )
-"""``Type: device (pin P): message``, as ``DeviceError`` words itself."""
+"""``Type: device (pin P): message`` at the start of a text (as ``DeviceError`` words itself),
+after what precedes it in a run's error: the engine's ``node 'id': exception: `` and the fault
+handler's ``SampleFailed: ``."""
 
 
 def clock_paced_readiness(beamline: Beamline, pace_s: float = READY_PACE_S) -> Readiness:
     """The default readiness check (beam on, sample changer READY), which lets ``pace_s`` of
     beamline time pass before it looks again while the queue waits: a beam loss ends in
-    beamline time, which a simulated instant clock only counts when something waits on it."""
+    beamline time, which a simulated instant clock only counts when something waits on it.
+    A fault (sample changer in FAULT) is no wait: the queue goes to FAULT, and the look after
+    its recovery is at once."""
     check = beamline_readiness(beamline)
     waiting = [False]
 
-    def ready() -> str | None:
+    def ready() -> str | NotReady | None:
         if waiting[0]:
             beamline.clock.sleep(pace_s)
         wait = check()
-        waiting[0] = wait is not None
+        held = not_ready(wait)
+        waiting[0] = held is not None and not held.fault
         return wait
 
     return ready

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bes.hal.sample_changer import SampleChangerState
 from bes.queue import (
     WAITING_FOR_BEAM,
     QueueManager,
@@ -20,6 +21,7 @@ from bes.queue import (
     SampleState,
     beamline_readiness,
 )
+from bes.queue.readiness import CHANGER_FAULT, NotReady
 from bes.queue.states import (
     ACTIVE,
     FINAL,
@@ -339,6 +341,10 @@ def test_the_default_readiness_asks_for_beam_and_a_ready_sample_changer() -> Non
     assert check() is None
     beamline.sample_changer.state = "LOADING"  # type: ignore[assignment]
     assert check() == "waiting for the sample changer (state LOADING)"
+    beamline.sample_changer.state = SampleChangerState.FAULT
+    fault = check()
+    assert isinstance(fault, NotReady) and fault.fault and fault.resettable
+    assert fault.reason == "sample changer in FAULT before the next sample (it needs a reset)"
     beamline.beam.available = False
     assert check() == WAITING_FOR_BEAM
 
@@ -380,6 +386,87 @@ def test_without_recovery_a_fault_waits_for_a_person(
     manager.resume()
     assert manager.wait_idle(5)
     assert [store.get(i).state for i in ids] == [S.DONE, S.DONE]
+
+
+def fault_the_changer_during(beamline: FakeBeamline, pin: str) -> Callable[[Any], None]:
+    """A runner hook: the sample changer goes to FAULT during the run of ``pin`` without
+    the run raising it (as when the unmount of a sample that failed on its own fault meets
+    a robot fault)."""
+
+    def hook(entry: Any) -> None:
+        if entry.location == pin:
+            beamline.sample_changer.state = SampleChangerState.FAULT
+
+    return hook
+
+
+def test_a_changer_left_in_fault_between_samples_is_a_fault_reset_once(
+    store: QueueStore, make_manager: MakeManager
+) -> None:
+    beamline = FakeBeamline()
+    runner = FakeRunner(on_call=fault_the_changer_during(beamline, "1:1"))
+    manager = make_manager(runner, beamline=beamline, recover_sample_changer=True)
+    ids = fill(store, 2)
+    manager.start()
+    assert manager.wait_idle(5)
+    assert [store.get(i).state for i in ids] == [S.DONE, S.DONE]
+    assert beamline.sample_changer.resets == 1
+    assert runner.calls[ids[1]] == 1  # not a retry: the next entry waited for the reset
+    moves = [(c.from_state, c.to_state, c.reason) for c in manager.queue_history()]
+    assert (Q.RUNNING, Q.FAULT, CHANGER_FAULT.reason) in moves
+    assert (Q.FAULT, Q.RUNNING, f"sample changer reset; going on with entry {ids[1]}") in moves
+    assert not [m for m in moves if m[1] is Q.PAUSED]
+
+
+def test_without_recovery_a_changer_left_in_fault_waits_for_a_person(
+    store: QueueStore, make_manager: MakeManager
+) -> None:
+    beamline = FakeBeamline()
+    runner = FakeRunner(on_call=fault_the_changer_during(beamline, "1:1"))
+    manager = make_manager(runner, beamline=beamline)
+    ids = fill(store, 2)
+    manager.start()
+    wait_for(lambda: manager.state is Q.FAULT)
+    assert manager.status()["reason"] == CHANGER_FAULT.reason
+    assert manager.waiting_for_person
+    manager.resume("resumed without looking at the robot")  # still in FAULT: FAULT again
+    wait_for(lambda: manager.state is Q.FAULT)
+    assert store.get(ids[1]).state is S.QUEUED and beamline.sample_changer.resets == 0
+    beamline.sample_changer.reset()  # a person resets the robot, then resumes
+    manager.resume()
+    assert manager.wait_idle(5)
+    assert [store.get(i).state for i in ids] == [S.DONE, S.DONE]
+
+
+def test_a_changer_that_faults_during_a_beam_wait_turns_the_wait_into_a_fault(
+    store: QueueStore, make_manager: MakeManager
+) -> None:
+    beamline = FakeBeamline()
+    beamline.beam.available = False
+    manager = make_manager(FakeRunner(), beamline=beamline, recover_sample_changer=True)
+    (entry_id,) = fill(store, 1)
+    manager.start()
+    wait_for(lambda: manager.state is Q.PAUSED)
+    beamline.sample_changer.state = SampleChangerState.FAULT
+    beamline.beam.available = True
+    assert manager.wait_idle(5)
+    assert store.get(entry_id).state is S.DONE
+    states = [c.to_state for c in manager.queue_history()]
+    assert states == [Q.RUNNING, Q.PAUSED, Q.FAULT, Q.RUNNING, Q.IDLE]
+    assert beamline.sample_changer.resets == 1
+
+
+def test_a_changer_in_fault_with_nothing_left_to_mount_lets_the_queue_end(
+    store: QueueStore, make_manager: MakeManager
+) -> None:
+    beamline = FakeBeamline()
+    runner = FakeRunner(on_call=fault_the_changer_during(beamline, "1:1"))
+    manager = make_manager(runner, beamline=beamline, recover_sample_changer=True)
+    fill(store, 1)
+    manager.start()
+    assert manager.wait_idle(5)
+    assert manager.status()["reason"] == "queue empty"
+    assert beamline.sample_changer.resets == 0  # the next start meets the fault
 
 
 def test_start_recovers_what_a_crash_left_and_nothing_is_collected_twice(

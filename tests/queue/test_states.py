@@ -117,6 +117,8 @@ def test_conditions_decide_and_explain() -> None:
     beam.fire(QueueTrigger.PAUSE, "a person takes over")  # PAUSED -> PAUSED
     with pytest.raises(QueueStateError, match="paused by a person"):
         beam.fire(QueueTrigger.BEAMLINE_READY)
+    with pytest.raises(QueueStateError, match="paused by a person"):  # a person decides
+        beam.fire(QueueTrigger.FAULT)
     # stop while paused: after the sample in progress, or at once without one
     assert _queue_in(QueueState.PAUSED, 3, None).fire(QueueTrigger.STOP) is QueueState.STOPPING
     assert _queue_in(QueueState.PAUSED, None, None).fire(QueueTrigger.STOP) is QueueState.IDLE

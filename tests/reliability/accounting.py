@@ -51,7 +51,8 @@ class Books:
     run_rows: dict[str, dict[str, int]]
     """Rows per child table of each run, and its ``run_summary`` counts."""
     robot_moves_ok: int
-    """Successful robot moves (load, exchange, unload) the database recorded within runs."""
+    """Successful robot moves (load, exchange, unload) the database recorded, within runs or
+    outside them (the queue putting back the pin left mounted at its end)."""
     queue_events: int
 
     def states(self) -> collections.Counter[str]:
@@ -98,7 +99,7 @@ def read_books(data_dir: Path) -> Books:
             counts.update({f"summary.{k}": row[k] for k in names if k != "run_id"})
         robot = db.execute(
             "SELECT details FROM device_actions WHERE device = 'sample_changer'"
-            f" AND action IN {ROBOT_MOVES} AND run_id IS NOT NULL"
+            f" AND action IN {ROBOT_MOVES}"
         ).fetchall()
         robot_ok = sum(1 for (details,) in robot if "error" not in json.loads(details or "{}"))
         queue_events = db.execute("SELECT COUNT(*) FROM queue_events").fetchone()[0]

@@ -1,6 +1,8 @@
 """Beamline-level faults in a night: a beam loss re-queues the sample and the queue waits for
 the beam, then goes on by itself; a sample-changer fault puts the queue in FAULT, the changer
-is reset once and the sample retried; a fault that comes back ends the night for a person."""
+is reset once and the sample retried; a fault that comes back ends the night for a person; a
+robot fault met by the unmount of a sample that failed on its own fault fails that sample,
+and the queue resets the robot before the next."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bes.queue.readiness import CHANGER_FAULT
 from bes.station import open_station
 from bes.station.night import Night, plan_demo
+from tests.reliability.harness import PHASE_NODE, Sample, night_run
 from tests.station.test_night import NIGHT_PARAMETERS
 from tests.workflows.helpers import GOOD_PIN
 
@@ -84,3 +88,37 @@ def test_a_fault_that_comes_back_ends_the_night_for_a_person(tmp_path: Path) -> 
     assert states[1:] == ["QUEUED", "QUEUED"]  # waiting for bes night --resume
     assert report.queue_state == "IDLE"
     assert "needs a person" in (report.queue_reason or "")
+
+
+def test_a_detector_error_whose_unmount_meets_a_robot_fault_fails_the_sample_and_resets(
+    tmp_path: Path,
+) -> None:
+    """The sample ends FAILED on its own fault (the robot fault its unmount met is noted, not
+    taken for the run's): it is not re-queued. The robot it left in FAULT is met before the
+    next sample: the queue goes to FAULT, resets it once and goes on (no wait for ever)."""
+    samples = [Sample("1:1", "collection", {"unmount_at_end": True}), Sample("1:2")]
+    with night_run(tmp_path, samples) as run:
+
+        def detector_error_then_robot_fault() -> None:
+            run.faults.add("1:1", "detector_error")
+            run.faults.add("1:1", "sample_changer_fault")  # fires at the fault handler's unmount
+
+        run.triggers.at("1:1", PHASE_NODE["collection"], detector_error_then_robot_fault)
+        report = run.run()
+
+        assert report.complete
+        assert [e.state.name for e in report.entries] == ["FAILED", "DONE"]
+        first = run.entry("1:1")
+        assert first.attempts == 1
+        assert first.reason is not None
+        assert "DetectorError: detector (pin 1:1)" in first.reason
+        assert "unmount failed (SampleChangerFault" in first.reason
+        assert "beamline fault" not in first.reason, first.reason
+        assert run.faults.fired == [("detector_error", "1:1"), ("sample_changer_fault", "1:1")]
+        second = run.entry("1:2").id
+        assert run.queue_moves() == [
+            ("IDLE", "RUNNING", "night started"),
+            ("RUNNING", "FAULT", CHANGER_FAULT.reason),
+            ("FAULT", "RUNNING", f"sample changer reset; going on with entry {second}"),
+            ("RUNNING", "IDLE", "queue empty"),
+        ]

@@ -24,7 +24,9 @@ class TokenFileError(ValueError):
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(24)
+    """A new random token (192 bits, hex): no leading ``-`` that a command line such as
+    ``--token TOKEN`` would read as an option (URL-safe base64 can start with one)."""
+    return secrets.token_hex(24)
 
 
 def read_or_create_token_file(path: Path, new_text: Callable[[], str]) -> str:

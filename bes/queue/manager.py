@@ -72,7 +72,8 @@ class QueueManager:
     ``SampleChangerFault`` has a configured recovery, the reset);
     ``requeue_errors``: runner exceptions of a beamline not ready (beam loss): the sample is
     re-queued, at most ``max_attempts`` attempts in all, and the queue waits; ``poll_s``: how often
-    a queue waiting for the beamline looks again."""
+    a queue waiting for the beamline looks again; ``on_idle``: called by the worker (outside
+    the lock) each time the queue has gone IDLE, before ``wait_idle`` returns."""
 
     def __init__(
         self,
@@ -90,6 +91,7 @@ class QueueManager:
         requeue_errors: tuple[type[BaseException], ...] = (BeamLossError,),
         max_attempts: int = 3,
         poll_s: float = 1.0,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown recovery policy {policy!r}; known: {', '.join(POLICIES)}")
@@ -112,6 +114,7 @@ class QueueManager:
         self._requeue_errors = requeue_errors
         self.max_attempts = max_attempts
         self._poll_s = poll_s
+        self._on_idle = on_idle
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
         self._queue = QueueMachine(on_transition=self._queue_changed, lock=self._lock)
@@ -300,14 +303,26 @@ class QueueManager:
 
     def _next_entry(self) -> RunControl | None:
         """Drive the queue between samples; the next entry, taken (MOUNTING), with its run
-        control, or None when the queue is IDLE."""
+        control, or None when the queue is IDLE (after ``on_idle`` ran, outside the lock:
+        a start meanwhile goes on in this worker)."""
+        tidied = False
         while True:
             with self._lock:
                 state = self._queue.state
-                if state is Q.IDLE:
+                tidy = state is Q.IDLE and self._on_idle is not None and not tidied
+                if state is Q.IDLE and not tidy:
                     self._worker = None
                     self._wake.notify_all()
                     return None
+                tidied = tidied and state is Q.IDLE
+            if tidy:
+                tidied = True
+                self._tidy()
+                continue
+            with self._lock:
+                state = self._queue.state
+                if state is Q.IDLE:
+                    continue
                 if state is Q.ABORTING:  # the reason says who asked and why
                     asked = self._queue.reason
                     self._queue.fire(QT.ABORT_DONE, f"aborted ({asked})" if asked else "aborted")
@@ -366,6 +381,15 @@ class QueueManager:
         then = f"going on with entry {following.id}"
         self._plan_reset(following.id, fault.resettable, then)
         return True
+
+    def _tidy(self) -> None:
+        """``on_idle``: what the runner leaves between samples is put away (e.g. the pin
+        left on the goniometer for the next entry of a queue that stopped meanwhile)."""
+        assert self._on_idle is not None
+        try:
+            self._on_idle()
+        except Exception:
+            logger.exception("tidying up at the end of the queue failed")
 
     def _waiting_for_beamline(self) -> bool:
         return self._queue.state is Q.PAUSED and self._queue.last_trigger is QT.WAIT_BEAMLINE

@@ -101,6 +101,9 @@ class StationQueue:
         self.beamline_lock = threading.Lock()
         self.reports: dict[int, RunReport] = {}
         """The last run report of each entry run by this process."""
+        self._left_for_next = False
+        """The pin on the goniometer was left there by the queue for its next entry (not at
+        the entry's own ``unmount_at_end`` false): put back if the queue ends instead."""
         self._pin_lims: LimsWriter | None = None
         """The LIMS writer of the run whose pin is on the goniometer (its visit, its sample):
         where the queue records putting that pin back outside any run."""
@@ -114,6 +117,7 @@ class StationQueue:
             policy=policy,
             poll_s=poll_s,
             beamline_ready=clock_paced_readiness(station.beamline),
+            on_idle=self._put_back_when_idle,
         )
         self.backfilled = backfill_transitions(self.store, station)
         """Sample transitions of an earlier process recorded now (see the function)."""
@@ -153,6 +157,7 @@ class StationQueue:
             self.reports[entry.id] = report
             self._keep_pin_lims(context)
             asked_to_keep = entry.parameters.get("unmount_at_end") is False
+            self._left_for_next = not asked_to_keep
             if not asked_to_keep and not self._more_to_come(entry):
                 self._unload_left_pin()  # also after an abort or skip: no fault handler ran
         if self.on_report is not None:
@@ -192,8 +197,17 @@ class StationQueue:
         elif mounted is None:
             self._pin_lims = None
 
+    def _put_back_when_idle(self) -> None:
+        """The queue went IDLE (``on_idle``): a pin the queue left mounted for a next entry
+        that will not come now (stopped or aborted between samples, e.g. while paused) is
+        put back, as after the last sample."""
+        with self.beamline_lock:
+            if self._left_for_next:
+                self._unload_left_pin()
+
     def _unload_left_pin(self) -> None:
         """The queue ends (empty, stopped or aborted): put back the pin left mounted."""
+        self._left_for_next = False
         changer = self.station.beamline.sample_changer
         if changer.mounted is None:
             return

@@ -8,14 +8,24 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bes.engine import NodeStarted
 from bes.hal.errors import BeamLossError, DeviceError, DiskFullError, SampleChangerFault
-from bes.queue import NewEntry, QueueEntry, QueueManager, QueueStore, RunControl, SampleState
+from bes.queue import (
+    NewEntry,
+    QueueEntry,
+    QueueManager,
+    QueueState,
+    QueueStore,
+    RunControl,
+    SampleState,
+)
 from bes.queue.phases import PhaseReporter
 from bes.station import Station, open_station
 from bes.station.queue_runner import StationQueue, _raise_beamline_fault
@@ -234,4 +244,42 @@ def test_a_lims_that_is_down_does_not_stop_the_unload_and_gets_its_record_later(
     assert [(a["actionType"], a["status"]) for a in actions] == [
         ("LOAD", "SUCCESS"),
         ("UNLOAD", "SUCCESS"),
+    ]
+
+
+def test_a_queue_stopped_between_samples_puts_back_the_pin_it_left_for_the_next(
+    tmp_path: Path,
+) -> None:
+    """1:1 is left mounted for 1:2; the beam goes at 1:1's last step, so the queue waits
+    (PAUSED) with the pin on the goniometer; a stop then ends the queue, and the pin goes
+    back before ``wait_idle`` returns, recorded in the LIMS."""
+    sheet = sheet_of_good_pins(tmp_path / "world.json", ["1:1", "1:2"], GOOD_PIN)
+    with open_station(data_dir=tmp_path / "data", clock="instant", sample_sheet=sheet) as station:
+
+        class BeamGoesAtTheEnd:
+            def on_event(self, event: object) -> None:
+                if isinstance(event, NodeStarted) and event.node_id == "summarise":
+                    station.beamline.beam.inject_beam_loss(1.0e6)
+
+        with StationQueue(station, subscribers=[BeamGoesAtTheEnd()], poll_s=0.05) as queue:
+            manager, changer = queue.manager, station.beamline.sample_changer
+            for location in ("1:1", "1:2"):
+                manager.add(NewEntry(location, "mxpresse", PARAMETERS))
+            manager.start()
+            deadline = time.monotonic() + 60.0
+            while manager.state is not QueueState.PAUSED and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert manager.state is QueueState.PAUSED
+            assert str(changer.mounted) == "1:1"  # left for 1:2
+
+            manager.stop("the night is over")
+            assert manager.wait_idle(60)
+            assert changer.mounted is None  # put back before wait_idle returned
+            states = [e.state for e in manager.store.list()]
+            actions = robot_actions(station)
+
+    assert states == [SampleState.DONE, SampleState.QUEUED]
+    assert [(a["actionType"], a["status"], a.get("message")) for a in actions] == [
+        ("LOAD", "SUCCESS", None),
+        ("UNLOAD", "SUCCESS", "put back at the end of the queue"),
     ]

@@ -38,16 +38,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST: dict[str, Any] = {
-    "mesh_rows": 3,
-    "mesh_cols": 3,
-    "mesh_min_points": 3,
-    "loop_omegas_deg": [0.0, 90.0],
-    "char_frames_per_wedge": 2,
-    "oscillation_deg": 1.0,
-    "total_range_deg": 5.0,
-}
-"""As bench/soak.py: every step of mxpresse, well under a second of wall time a sample."""
+sys.path.insert(0, str(ROOT))  # the project's tests.reliability helpers
+from tests.reliability.accounting import FAST_PARAMETERS as FAST  # noqa: E402
+
 TIMEOUT_S = 300.0
 
 
@@ -290,7 +283,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of the kill moments")
     parser.add_argument("--keep", type=Path, default=None, help="keep the data in this folder")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     from tests.reliability.accounting import sheet_of_good_pins
     from tests.workflows.helpers import GOOD_PIN
 

@@ -36,19 +36,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the project's tests.reliability helpers
+from tests.reliability.accounting import FAST_PARAMETERS as FAST  # noqa: E402
+
 DEWAR = 384
 """A FlexHCD dewar: 24 Unipucks of 16 pins."""
-FAST: dict[str, Any] = {
-    "mesh_rows": 3,
-    "mesh_cols": 3,
-    "mesh_min_points": 3,
-    "loop_omegas_deg": [0.0, 90.0],
-    "char_frames_per_wedge": 2,
-    "oscillation_deg": 1.0,
-    "total_range_deg": 5.0,
-}
-"""Small meshes, two reference frames per wedge, 5-frame collections: every step of
-mxpresse with its device actions and records, in well under a second of wall time."""
 ERROR_OF = {
     "pin_missing": "PinMissingError",
     "load_fails": "LoadError",
@@ -122,7 +114,6 @@ class Watchdog:
 
 
 def soak(args: argparse.Namespace, data: Path) -> int:
-    sys.path.insert(0, str(ROOT))
     from bes.station import open_station
     from bes.station.night import Night, plan_demo
     from tests.reliability.accounting import (

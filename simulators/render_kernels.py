@@ -748,6 +748,15 @@ def beam_weighted_volume(
 # --- reflection tables ---------------------------------------------------------------
 
 
+@numba.njit(cache=True, inline="always")
+def _s2(b_matrix: np.ndarray, h: int, k: int, ll: int) -> float:
+    """|B hkl|^2 (1/d^2)."""
+    x = b_matrix[0, 0] * h + b_matrix[0, 1] * k + b_matrix[0, 2] * ll
+    y = b_matrix[1, 0] * h + b_matrix[1, 1] * k + b_matrix[1, 2] * ll
+    z = b_matrix[2, 0] * h + b_matrix[2, 1] * k + b_matrix[2, 2] * ll
+    return x * x + y * y + z * z
+
+
 @numba.njit(cache=True, nogil=True)
 def lattice(
     b_matrix: np.ndarray,
@@ -767,10 +776,7 @@ def lattice(
     for h in range(-limits[0], limits[0] + 1):
         for k in range(-limits[1], limits[1] + 1):
             for ll in range(-limits[2], limits[2] + 1):
-                x = b_matrix[0, 0] * h + b_matrix[0, 1] * k + b_matrix[0, 2] * ll
-                y = b_matrix[1, 0] * h + b_matrix[1, 1] * k + b_matrix[1, 2] * ll
-                z = b_matrix[2, 0] * h + b_matrix[2, 1] * k + b_matrix[2, 2] * ll
-                s2 = x * x + y * y + z * z
+                s2 = _s2(b_matrix, h, k, ll)
                 if 0.0 < s2 <= s2_max:
                     n += 1
     hkl = np.empty((n, 3), dtype=np.int32)
@@ -781,10 +787,7 @@ def lattice(
     for h in range(-limits[0], limits[0] + 1):
         for k in range(-limits[1], limits[1] + 1):
             for ll in range(-limits[2], limits[2] + 1):
-                x = b_matrix[0, 0] * h + b_matrix[0, 1] * k + b_matrix[0, 2] * ll
-                y = b_matrix[1, 0] * h + b_matrix[1, 1] * k + b_matrix[1, 2] * ll
-                z = b_matrix[2, 0] * h + b_matrix[2, 1] * k + b_matrix[2, 2] * ll
-                s2 = x * x + y * y + z * z
+                s2 = _s2(b_matrix, h, k, ll)
                 if not 0.0 < s2 <= s2_max:
                     continue
                 hkl[i, 0] = h

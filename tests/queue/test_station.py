@@ -30,8 +30,8 @@ from bes.queue.phases import PhaseReporter
 from bes.station import Station, open_station
 from bes.station.queue_runner import StationQueue, _raise_beamline_fault
 from bes.station.report import RunReport
-from tests.reliability.accounting import sheet_of_good_pins
-from tests.reliability.harness import PARAMETERS, LimsOutage
+from tests.reliability.accounting import FAST_PARAMETERS, sheet_of_good_pins
+from tests.reliability.harness import LimsOutage
 from tests.workflows.helpers import GOOD_PIN
 
 SHEET = {
@@ -178,7 +178,9 @@ def queue_leaving_a_pin(tmp_path: Path) -> Iterator[tuple[Station, StationQueue]
     ) as station:
         queue = StationQueue(station)
         try:
-            queue.manager.add(NewEntry("1:1", "mxpresse", {**PARAMETERS, "unmount_at_end": False}))
+            queue.manager.add(
+                NewEntry("1:1", "mxpresse", {**FAST_PARAMETERS, "unmount_at_end": False})
+            )
             queue.manager.start()
             assert queue.manager.wait_idle(60)
             assert str(station.beamline.sample_changer.mounted) == "1:1"
@@ -264,7 +266,7 @@ def test_a_queue_stopped_between_samples_puts_back_the_pin_it_left_for_the_next(
         with StationQueue(station, subscribers=[BeamGoesAtTheEnd()], poll_s=0.05) as queue:
             manager, changer = queue.manager, station.beamline.sample_changer
             for location in ("1:1", "1:2"):
-                manager.add(NewEntry(location, "mxpresse", PARAMETERS))
+                manager.add(NewEntry(location, "mxpresse", FAST_PARAMETERS))
             manager.start()
             deadline = time.monotonic() + 60.0
             while manager.state is not QueueState.PAUSED and time.monotonic() < deadline:

@@ -31,6 +31,18 @@ RUN_STATUS = {"DONE": "finished", "FAILED": "failed", "ABORTED": "aborted", "SKI
 ROBOT_MOVES = ("load", "exchange", "unload")
 UPSERTS = frozenset({"Proposal", "BLSession", "Protein", "Crystal", "Container", "BLSample"})
 """LIMS records the writer finds or creates (a second create is the same row)."""
+FAST_PARAMETERS: dict[str, Any] = {
+    "mesh_rows": 3,
+    "mesh_cols": 3,
+    "mesh_min_points": 3,
+    "loop_omegas_deg": [0.0, 90.0],
+    "char_frames_per_wedge": 2,
+    "oscillation_deg": 1.0,
+    "total_range_deg": 5.0,
+}
+"""mxpresse made small for soaks, crash runs and the fault matrix: 3 x 3 meshes, two
+reference frames per wedge, a 5-frame collection. Every phase with its device actions and
+LIMS records, under a second of wall time a sample."""
 THREADS_KEPT = ("bes-heatmap",)
 """Threads that outlive a night by design: the heat-map writer of the process."""
 

@@ -23,6 +23,7 @@ from bes.station import Station, open_station
 from bes.station.night import Night, NightReport
 from bes.station.report import RunReport
 from tests.reliability.accounting import (
+    FAST_PARAMETERS,
     LimsTally,
     Snapshot,
     check_books,
@@ -32,18 +33,6 @@ from tests.reliability.accounting import (
     sheet_of_good_pins,
 )
 from tests.workflows.helpers import GOOD_PIN
-
-PARAMETERS: dict[str, Any] = {
-    "mesh_rows": 3,
-    "mesh_cols": 3,
-    "mesh_min_points": 3,
-    "loop_omegas_deg": [0.0, 90.0],
-    "char_frames_per_wedge": 2,
-    "oscillation_deg": 1.0,
-    "total_range_deg": 5.0,
-}
-"""Small meshes, two reference frames per wedge, a 5-frame collection: every phase of
-mxpresse with its device actions and LIMS records, under a second of wall time."""
 
 PHASES = ("mount", "mesh", "characterisation", "collection", "unmount")
 PHASE_NODE = {
@@ -248,7 +237,10 @@ def night_run(
             night.manager.subscribe(run.events.append)
             night.queue.on_report = lambda entry, report: run.reports.append((entry.id, report))
             run.entries = night.add(
-                [NewEntry(s.location, "mxpresse", {**PARAMETERS, **s.parameters}) for s in samples]
+                [
+                    NewEntry(s.location, "mxpresse", {**FAST_PARAMETERS, **s.parameters})
+                    for s in samples
+                ]
             )
             yield run
         finally:

@@ -283,8 +283,15 @@ class QueueManager:
 
     def _work(self) -> None:
         try:
-            while (control := self._next_entry()) is not None:
-                self._run(control)
+            while True:
+                while (control := self._next_entry()) is not None:
+                    self._run(control)
+                self._tidy()  # outside the lock: a start meanwhile goes on here
+                with self._lock:
+                    if self._queue.state is Q.IDLE:
+                        self._worker = None
+                        self._wake.notify_all()
+                        return
         except Exception as exc:
             logger.exception("the queue worker failed")
             with self._lock:
@@ -303,26 +310,12 @@ class QueueManager:
 
     def _next_entry(self) -> RunControl | None:
         """Drive the queue between samples; the next entry, taken (MOUNTING), with its run
-        control, or None when the queue is IDLE (after ``on_idle`` ran, outside the lock:
-        a start meanwhile goes on in this worker)."""
-        tidied = False
+        control, or None when the queue is IDLE."""
         while True:
             with self._lock:
                 state = self._queue.state
-                tidy = state is Q.IDLE and self._on_idle is not None and not tidied
-                if state is Q.IDLE and not tidy:
-                    self._worker = None
-                    self._wake.notify_all()
-                    return None
-                tidied = tidied and state is Q.IDLE
-            if tidy:
-                tidied = True
-                self._tidy()
-                continue
-            with self._lock:
-                state = self._queue.state
                 if state is Q.IDLE:
-                    continue
+                    return None
                 if state is Q.ABORTING:  # the reason says who asked and why
                     asked = self._queue.reason
                     self._queue.fire(QT.ABORT_DONE, f"aborted ({asked})" if asked else "aborted")
@@ -385,7 +378,8 @@ class QueueManager:
     def _tidy(self) -> None:
         """``on_idle``: what the runner leaves between samples is put away (e.g. the pin
         left on the goniometer for the next entry of a queue that stopped meanwhile)."""
-        assert self._on_idle is not None
+        if self._on_idle is None:
+            return
         try:
             self._on_idle()
         except Exception:
